@@ -1,0 +1,86 @@
+"""ORM models; they never leave the adapters package."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from advanced_alchemy.base import BigIntBase, DefaultBase
+from advanced_alchemy.types import DateTimeUTC, JsonB
+from sqlalchemy import Boolean, Float, ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+# Exact decimal text: SQLite has no decimal type, and prices are never summed in SQL.
+PRICE = String(40)
+
+
+class MinerRow(DefaultBase):
+    __tablename__ = "miners"
+
+    miner_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    api_key_hash: Mapped[str] = mapped_column(String(64))
+    addr: Mapped[str] = mapped_column(String(256))
+    proto: Mapped[str] = mapped_column(String(32))
+    gpu_name: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    gpu_vram_gb: Mapped[float] = mapped_column(Float)
+    gpu_count: Mapped[int] = mapped_column(Integer)
+    cpu_cores: Mapped[int] = mapped_column(Integer)
+    ram_gb: Mapped[float] = mapped_column(Float)
+    accel: Mapped[str] = mapped_column(String(32))
+    price_token_per_ksec: Mapped[str] = mapped_column(PRICE)
+    max_parallel: Mapped[int] = mapped_column(Integer)
+    region: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    tags: Mapped[list[str]] = mapped_column(JsonB)
+    capabilities: Mapped[list[str]] = mapped_column(JsonB)
+    trust_successes: Mapped[float] = mapped_column(Float, default=0.0)
+    trust_failures: Mapped[float] = mapped_column(Float, default=0.0)
+    trust_as_of: Mapped[datetime | None] = mapped_column(DateTimeUTC(timezone=True), nullable=True)
+    registered_at: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True), index=True)
+
+
+class MinerStatusRow(DefaultBase):
+    __tablename__ = "miner_status"
+
+    miner_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("miners.miner_id", ondelete="CASCADE"), primary_key=True
+    )
+    last_beat_at: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True))
+    online_since: Mapped[datetime | None] = mapped_column(DateTimeUTC(timezone=True), nullable=True)
+    logged_out_at: Mapped[datetime | None] = mapped_column(DateTimeUTC(timezone=True), nullable=True)
+    # The newer of last beat and logout: a delayed batched write must never overwrite a newer state.
+    event_at: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True))
+    lease_expires_at: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True))
+    queue_len: Mapped[int] = mapped_column(Integer, default=0)
+    busy: Mapped[bool] = mapped_column(Boolean, default=False)
+    current_jobs: Mapped[list[str]] = mapped_column(JsonB)
+    avg_latency_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
+    temp_c: Mapped[float | None] = mapped_column(Float, nullable=True)
+    mem_free_gb: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # Which process wrote the row last: a process's refresh skips its own batched writes.
+    written_by: Mapped[str] = mapped_column(String(36))
+    updated_at: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True), index=True)
+
+
+class SessionRow(DefaultBase):
+    __tablename__ = "miner_sessions"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    miner_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("miners.miner_id", ondelete="CASCADE"), index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTimeUTC(timezone=True), nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True), index=True)
+
+
+class PresenceIntervalRow(BigIntBase):
+    __tablename__ = "presence_intervals"
+    __table_args__ = (
+        UniqueConstraint("miner_id", "started_at", name="uq_presence_intervals_miner_start"),
+        Index("ix_presence_intervals_miner_end", "miner_id", "ended_at"),
+    )
+
+    miner_id: Mapped[str] = mapped_column(String(64), ForeignKey("miners.miner_id", ondelete="CASCADE"))
+    started_at: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True))
+    ended_at: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True))

@@ -1,0 +1,272 @@
+"""SQL repositories: implement the domain's ports over the request's AsyncSession; they never commit."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Select, and_, bindparam, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from poolhub.adapters.db.models import MinerRow, MinerStatusRow, PresenceIntervalRow, SessionRow
+from poolhub.domain.errors import ConflictError
+from poolhub.domain.model import LeasePolicy, Miner, MinerSpec, MinerStatus, Trust
+from poolhub.domain.ports import MinerRepository, PresenceRepository, SessionRepository
+
+
+def dialect_insert(session: AsyncSession, table: Any) -> Any:
+    """INSERT with ON CONFLICT support for the session's database (PostgreSQL or SQLite)."""
+    if session.get_bind().dialect.name == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)
+
+
+def _to_miner(row: MinerRow, status: MinerStatusRow) -> Miner:
+    return Miner(
+        spec=MinerSpec(
+            miner_id=row.miner_id,
+            addr=row.addr,
+            proto=row.proto,
+            gpu_name=row.gpu_name,
+            gpu_vram_gb=row.gpu_vram_gb,
+            gpu_count=row.gpu_count,
+            cpu_cores=row.cpu_cores,
+            ram_gb=row.ram_gb,
+            accel=row.accel,
+            price_token_per_ksec=Decimal(row.price_token_per_ksec),
+            max_parallel=row.max_parallel,
+            region=row.region,
+            tags=tuple(row.tags),
+            capabilities=tuple(row.capabilities),
+        ),
+        status=MinerStatus(
+            last_beat_at=status.last_beat_at,
+            online_since=status.online_since,
+            logged_out_at=status.logged_out_at,
+            queue_len=status.queue_len,
+            busy=status.busy,
+            current_jobs=tuple(status.current_jobs),
+            avg_latency_ms=status.avg_latency_ms,
+            temp_c=status.temp_c,
+            mem_free_gb=status.mem_free_gb,
+        ),
+        registered_at=row.registered_at,
+        trust=Trust(row.trust_successes, row.trust_failures, row.trust_as_of),
+    )
+
+
+PROCESS_ID = str(uuid.uuid4())
+
+
+def _status_values(status: MinerStatus, lease: LeasePolicy, now: datetime) -> dict[str, Any]:
+    return {
+        "last_beat_at": status.last_beat_at,
+        "online_since": status.online_since,
+        "logged_out_at": status.logged_out_at,
+        "event_at": status.event_at,
+        "lease_expires_at": lease.lease_expires_at(status),
+        "queue_len": status.queue_len,
+        "busy": status.busy,
+        "current_jobs": list(status.current_jobs),
+        "avg_latency_ms": status.avg_latency_ms,
+        "temp_c": status.temp_c,
+        "mem_free_gb": status.mem_free_gb,
+        "written_by": PROCESS_ID,
+        "updated_at": now,
+    }
+
+
+def _miners_query() -> Select[tuple[MinerRow, MinerStatusRow]]:
+    return select(MinerRow, MinerStatusRow).join(MinerStatusRow, MinerStatusRow.miner_id == MinerRow.miner_id)
+
+
+class SqlMinerRepository(MinerRepository):
+    def __init__(self, session: AsyncSession, lease: LeasePolicy) -> None:
+        self._session = session
+        self._lease = lease
+
+    async def get(self, miner_id: str) -> Miner | None:
+        result = await self._session.execute(_miners_query().where(MinerRow.miner_id == miner_id))
+        row = result.first()
+        return _to_miner(row[0], row[1]) if row is not None else None
+
+    async def api_key_hash(self, miner_id: str) -> str | None:
+        result = await self._session.execute(
+            select(MinerRow.api_key_hash).where(MinerRow.miner_id == miner_id)
+        )
+        return result.scalar_one_or_none()
+
+    async def save_registration(self, miner: Miner, api_key_hash: str) -> None:
+        spec = miner.spec
+        values: dict[str, Any] = {
+            "miner_id": spec.miner_id,
+            "api_key_hash": api_key_hash,
+            "addr": spec.addr,
+            "proto": spec.proto,
+            "gpu_name": spec.gpu_name,
+            "gpu_vram_gb": spec.gpu_vram_gb,
+            "gpu_count": spec.gpu_count,
+            "cpu_cores": spec.cpu_cores,
+            "ram_gb": spec.ram_gb,
+            "accel": spec.accel,
+            "price_token_per_ksec": str(spec.price_token_per_ksec),
+            "max_parallel": spec.max_parallel,
+            "region": spec.region,
+            "tags": list(spec.tags),
+            "capabilities": list(spec.capabilities),
+            "trust_successes": miner.trust.successes,
+            "trust_failures": miner.trust.failures,
+            "trust_as_of": miner.trust.as_of,
+            "registered_at": miner.registered_at,
+            "updated_at": miner.status.last_beat_at,
+        }
+        spec_columns = [name for name in values if name not in {"miner_id", "registered_at"}]
+        insert_miner = dialect_insert(self._session, MinerRow.__table__).values(values)
+        try:
+            await self._session.execute(
+                insert_miner.on_conflict_do_update(
+                    index_elements=["miner_id"],
+                    set_={name: insert_miner.excluded[name] for name in spec_columns},
+                )
+            )
+            status_values = {
+                "miner_id": spec.miner_id,
+                **_status_values(miner.status, self._lease, miner.status.last_beat_at),
+            }
+            insert_status = dialect_insert(self._session, MinerStatusRow.__table__).values(status_values)
+            await self._session.execute(
+                insert_status.on_conflict_do_update(
+                    index_elements=["miner_id"],
+                    set_={name: insert_status.excluded[name] for name in status_values if name != "miner_id"},
+                )
+            )
+        except IntegrityError as exc:
+            raise ConflictError(f"miner '{spec.miner_id}' is being registered concurrently; retry") from exc
+
+    async def save_price(self, miner_id: str, price: Decimal, now: datetime) -> None:
+        await self._session.execute(
+            update(MinerRow)
+            .where(MinerRow.miner_id == miner_id)
+            .values(price_token_per_ksec=str(price), updated_at=now)
+        )
+
+    async def save_trust(self, miner_id: str, trust: Trust, now: datetime) -> None:
+        await self._session.execute(
+            update(MinerRow)
+            .where(MinerRow.miner_id == miner_id)
+            .values(
+                trust_successes=trust.successes,
+                trust_failures=trust.failures,
+                trust_as_of=trust.as_of,
+                updated_at=now,
+            )
+        )
+
+    async def save_statuses(self, statuses: Sequence[tuple[str, MinerStatus]], now: datetime) -> None:
+        if not statuses:
+            return
+        table = MinerStatusRow.__table__
+        columns = _status_values(statuses[0][1], self._lease, now).keys()
+        statement = (
+            update(table)
+            .where(table.c.miner_id == bindparam("b_miner_id"), table.c.event_at <= bindparam("b_event_at"))
+            .values({name: bindparam(f"b_{name}") for name in columns})
+        )
+        params = []
+        for miner_id, status in statuses:
+            values = _status_values(status, self._lease, now)
+            params.append({"b_miner_id": miner_id, **{f"b_{k}": v for k, v in values.items()}})
+        await self._session.execute(statement, params)
+
+    async def all(self) -> list[Miner]:
+        result = await self._session.execute(_miners_query())
+        return [_to_miner(row, status) for row, status in result.tuples()]
+
+    async def changed_since(self, since: datetime) -> list[Miner]:
+        result = await self._session.execute(
+            _miners_query().where(
+                or_(
+                    MinerRow.updated_at >= since,
+                    and_(MinerStatusRow.updated_at >= since, MinerStatusRow.written_by != PROCESS_ID),
+                )
+            )
+        )
+        return [_to_miner(row, status) for row, status in result.tuples()]
+
+
+class SqlSessionRepository(SessionRepository):
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def create(self, token_hash: str, miner_id: str, now: datetime, expires_at: datetime) -> None:
+        self._session.add(
+            SessionRow(
+                token_hash=token_hash,
+                miner_id=miner_id,
+                created_at=now,
+                expires_at=expires_at,
+                revoked_at=None,
+                updated_at=now,
+            )
+        )
+        await self._session.flush()
+
+    async def revoke_all(self, miner_id: str, now: datetime) -> list[str]:
+        result = await self._session.execute(
+            update(SessionRow)
+            .where(SessionRow.miner_id == miner_id, SessionRow.revoked_at.is_(None))
+            .values(revoked_at=now, updated_at=now)
+            .returning(SessionRow.token_hash)
+        )
+        return list(result.scalars())
+
+    async def find_live(self, token_hash: str) -> str | None:
+        result = await self._session.execute(
+            select(SessionRow.miner_id).where(
+                SessionRow.token_hash == token_hash, SessionRow.revoked_at.is_(None)
+            )
+        )
+        return result.scalar_one_or_none()
+
+    async def extend(self, expiries: Sequence[tuple[str, datetime]]) -> None:
+        if not expiries:
+            return
+        table = SessionRow.__table__
+        statement = (
+            update(table)
+            .where(table.c.miner_id == bindparam("b_miner_id"), table.c.revoked_at.is_(None))
+            .values(expires_at=bindparam("b_expires_at"))
+        )
+        await self._session.execute(
+            statement,
+            [{"b_miner_id": miner_id, "b_expires_at": expires_at} for miner_id, expires_at in expiries],
+        )
+
+    async def revoked_since(self, since: datetime) -> list[str]:
+        result = await self._session.execute(
+            select(SessionRow.token_hash).where(SessionRow.revoked_at >= since)
+        )
+        return list(result.scalars())
+
+
+class SqlPresenceRepository(PresenceRepository):
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def record(self, intervals: Sequence[tuple[str, datetime, datetime]]) -> None:
+        if not intervals:
+            return
+        table = PresenceIntervalRow.__table__
+        statement = dialect_insert(self._session, table)
+        statement = statement.on_conflict_do_update(
+            index_elements=["miner_id", "started_at"], set_={"ended_at": statement.excluded.ended_at}
+        )
+        await self._session.execute(
+            statement,
+            [{"miner_id": m, "started_at": start, "ended_at": end} for m, start, end in intervals],
+        )

@@ -1,0 +1,137 @@
+"""Background loops of one process: flush coalesced beats, refresh the directory, probe the database."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+
+import structlog
+from dishka import AsyncContainer
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from poolhub.domain.directory import MinerDirectory
+from poolhub.domain.ports import Clock, MinerRepository, PresenceRepository, SessionRepository, UnitOfWork
+
+_log = structlog.get_logger("poolhub.background")
+
+FLUSH_INTERVAL_SEC = 0.25
+REFRESH_INTERVAL_SEC = 0.5
+PROBE_INTERVAL_SEC = 2.0
+TRUST_REAGE_INTERVAL_SEC = 60.0
+# Rows committed by another process can carry an updated_at a little older than our last look.
+REFRESH_OVERLAP = timedelta(seconds=2)
+
+
+class DatabaseProbe:
+    """The database state that /v1/health reports, checked in the background so probes cost nothing."""
+
+    def __init__(self) -> None:
+        self.ok = True
+
+    async def check(self, engine: AsyncEngine) -> None:
+        try:
+            async with asyncio.timeout(2.0), engine.connect() as connection:
+                await connection.execute(text("SELECT 1"))
+        except Exception as exc:  # any failure means "the database is not usable now"
+            if self.ok:
+                _log.warning("database_unreachable", error=str(exc))
+            self.ok = False
+        else:
+            self.ok = True
+
+
+class Background:
+    """Owns the process's loops; `stop` flushes what is still pending."""
+
+    def __init__(self, container: AsyncContainer) -> None:
+        self._container = container
+        self._tasks: list[asyncio.Task[None]] = []
+        self._last_refresh = None
+
+    async def start(self) -> None:
+        await self.warm_directory()
+        self._tasks = [
+            asyncio.create_task(self._every(FLUSH_INTERVAL_SEC, self.flush_beats), name="flush-beats"),
+            asyncio.create_task(self._every(REFRESH_INTERVAL_SEC, self.refresh_directory), name="refresh"),
+            asyncio.create_task(self._every(PROBE_INTERVAL_SEC, self.probe_database), name="probe-db"),
+            asyncio.create_task(self._every(TRUST_REAGE_INTERVAL_SEC, self.reage_trust), name="reage-trust"),
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+        await self.flush_beats()
+
+    async def _every(self, seconds: float, job: Callable[[], Awaitable[object]]) -> None:
+        while True:
+            await asyncio.sleep(seconds)
+            try:
+                await job()
+            except Exception:
+                _log.exception("background_job_failed", job=getattr(job, "__name__", str(job)))
+
+    async def warm_directory(self) -> None:
+        directory = await self._container.get(MinerDirectory)
+        clock = await self._container.get(Clock)
+        self._last_refresh = clock.now()
+        async with self._container() as scope:
+            miners = await (await scope.get(MinerRepository)).all()
+        directory.merge(miners, clock.now())
+        await self.probe_database()
+
+    async def flush_beats(self) -> int:
+        """Save every coalesced beat in one batched statement per table; requeue them if that fails."""
+        directory = await self._container.get(MinerDirectory)
+        pending = directory.take_pending()
+        if not pending:
+            return 0
+        lease = directory.lease
+        clock = await self._container.get(Clock)
+        try:
+            async with self._container() as scope:
+                now = clock.now()
+                statuses = [(beat.miner_id, beat.status) for beat in pending]
+                await (await scope.get(MinerRepository)).save_statuses(statuses, now)
+                await (await scope.get(SessionRepository)).extend(
+                    [(beat.miner_id, lease.token_expires_at(beat.status)) for beat in pending]
+                )
+                await (await scope.get(PresenceRepository)).record(
+                    [
+                        (beat.miner_id, beat.status.online_since, lease.presence_end(beat.status))
+                        for beat in pending
+                        if beat.status.online_since is not None
+                    ]
+                )
+                await (await scope.get(UnitOfWork)).commit()
+        except Exception:
+            directory.requeue(pending)
+            raise
+        return len(pending)
+
+    async def refresh_directory(self) -> None:
+        """Pick up what other processes wrote: registrations, status, trust, revoked tokens."""
+        directory = await self._container.get(MinerDirectory)
+        clock = await self._container.get(Clock)
+        started = clock.now()
+        since = (self._last_refresh or started) - REFRESH_OVERLAP
+        async with self._container() as scope:
+            changed = await (await scope.get(MinerRepository)).changed_since(since)
+            revoked = await (await scope.get(SessionRepository)).revoked_since(since)
+        directory.forget_tokens(revoked)
+        directory.merge(changed, clock.now())
+        self._last_refresh = started
+
+    async def probe_database(self) -> None:
+        probe = await self._container.get(DatabaseProbe)
+        await probe.check(await self._container.get(AsyncEngine))
+
+    async def reage_trust(self) -> None:
+        directory = await self._container.get(MinerDirectory)
+        directory.refresh_trust((await self._container.get(Clock)).now())

@@ -1,0 +1,74 @@
+"""One table from exception type to HTTP status, and the handlers that render Litestar's error shape."""
+
+from __future__ import annotations
+
+import structlog
+from litestar import Request, Response
+from litestar.exceptions import HTTPException
+from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+from litestar.types import ExceptionHandlersMap
+
+from poolhub.domain.errors import (
+    AuthenticationError,
+    BillingRejectedError,
+    BillingUnavailableError,
+    ConflictError,
+    DomainError,
+    ForbiddenError,
+    InvalidInputError,
+    NotFoundError,
+)
+
+STATUS_BY_ERROR: dict[type[DomainError], int] = {
+    InvalidInputError: 400,
+    AuthenticationError: 401,
+    ForbiddenError: 403,
+    NotFoundError: 404,
+    ConflictError: 409,
+    BillingRejectedError: 502,
+    BillingUnavailableError: 502,
+}
+
+_log = structlog.get_logger("poolhub.errors")
+
+
+def status_for(error: DomainError) -> int:
+    for cls in type(error).__mro__:
+        if cls in STATUS_BY_ERROR:
+            return STATUS_BY_ERROR[cls]  # type: ignore[index]
+    return 400
+
+
+def _body(status: int, detail: str, extra: object = None) -> dict[str, object]:
+    body: dict[str, object] = {"status_code": status, "detail": detail}
+    if extra is not None:
+        body["extra"] = extra
+    return body
+
+
+def domain_error_handler(_: Request[object, object, object], exc: Exception) -> Response[dict[str, object]]:
+    assert isinstance(exc, DomainError)
+    status = status_for(exc)
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return Response(_body(status, exc.message), status_code=status, headers=headers)
+
+
+def unexpected_error_handler(request: Request[object, object, object], exc: Exception) -> Response[dict[str, object]]:
+    if isinstance(exc, HTTPException):
+        return Response(
+            _body(exc.status_code, exc.detail, exc.extra or None),
+            status_code=exc.status_code,
+            headers=exc.headers,
+        )
+    # Logged once here, with the traceback; the client learns nothing about internals.
+    _log.error("unhandled_exception", path=request.url.path, exc_info=exc)
+    return Response(
+        _body(HTTP_500_INTERNAL_SERVER_ERROR, "internal server error"),
+        status_code=HTTP_500_INTERNAL_SERVER_ERROR,
+    )
+
+
+EXCEPTION_HANDLERS: ExceptionHandlersMap = {
+    DomainError: domain_error_handler,
+    Exception: unexpected_error_handler,
+}

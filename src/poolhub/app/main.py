@@ -1,0 +1,69 @@
+"""create_app: Litestar wired to the dishka container, with the lifespan that runs and stops the background loops."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from dishka import AsyncContainer
+from dishka.integrations.litestar import setup_dishka
+from litestar import Litestar
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import SwaggerRenderPlugin
+from litestar.openapi.spec import Components, SecurityScheme
+
+from poolhub.app.background import Background
+from poolhub.app.controllers.miners import MinerController, heartbeat_socket
+from poolhub.app.controllers.observability import ObservabilityController
+from poolhub.app.errors import EXCEPTION_HANDLERS
+from poolhub.app.ioc import make_container
+from poolhub.app.middleware import access_log_middleware
+from poolhub.app.settings import Settings
+
+MAX_BODY_BYTES = 1024 * 1024
+
+API_DESCRIPTION = """Pool Hub: the real-time directory of GPU miners and a low-latency matchmaker.
+
+Roles, all as `Authorization: Bearer <token>`: **miner** (its session_token), **coordinator**
+(`COORDINATOR_SHARED_SECRET`), **operator** (`POOLHUB_ADMIN_TOKEN`). A missing or invalid token is 401;
+a valid token of another role is 403. Money is a decimal string; times are RFC 3339 in UTC.
+Errors are `{status_code, detail, extra?}`; bad input is 400 and changes nothing; a body over 1 MiB is 413.
+"""
+
+
+def create_app(settings: Settings, container: AsyncContainer | None = None) -> Litestar:
+    container = container or make_container(settings)
+    background = Background(container)
+
+    @asynccontextmanager
+    async def lifespan(_: Litestar) -> AsyncIterator[None]:
+        await background.start()
+        try:
+            yield
+        finally:
+            await background.stop()
+            await container.close()
+
+    app = Litestar(
+        route_handlers=[MinerController, heartbeat_socket, ObservabilityController],
+        lifespan=[lifespan],
+        exception_handlers=EXCEPTION_HANDLERS,
+        middleware=[access_log_middleware],
+        request_max_body_size=MAX_BODY_BYTES,
+        logging_config=None,
+        openapi_config=OpenAPIConfig(
+            title="Pool Hub",
+            version="1.0.0",
+            description=API_DESCRIPTION,
+            path="/schema",
+            render_plugins=[SwaggerRenderPlugin(path="/swagger")],
+            components=Components(
+                security_schemes={
+                    "BearerToken": SecurityScheme(type="http", scheme="bearer", description="role token"),
+                }
+            ),
+        ),
+    )
+    app.state.background = background
+    setup_dishka(container, app)
+    return app

@@ -1,0 +1,182 @@
+"""Settings from the environment (and `.env`), parsed once into a frozen struct with one clear error per bad value."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import msgspec
+from dotenv import dotenv_values
+
+from poolhub.domain.billing import DEFAULT_UNIT_PRICES, UnitPrices
+from poolhub.domain.matching import DEFAULT_WEIGHTS, Weights
+
+
+class SettingsError(ValueError):
+    """One or more environment variables are invalid; the message names each and what it expects."""
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    database_url: str = "sqlite+aiosqlite:///./var/poolhub.db"
+    bind: str = "127.0.0.1"
+    port: int = 8210
+    secret_key: str = ""
+    admin_token: str = ""
+    coordinator_shared_secret: str = ""
+    session_ttl_sec: int = 60
+    heartbeat_grace_sec: int = 120
+    default_weights: Weights = DEFAULT_WEIGHTS
+    trust_half_life_hours: float = 168.0
+    exploration_share: float = 0.1
+    coordinator_billing_url: str = "http://localhost:8011"
+    coordinator_api_key: str = ""
+    sla_uptime_threshold: float = 95.0
+    sla_response_time_threshold: float = 1000.0
+    sla_completion_rate_threshold: float = 90.0
+    sla_capacity_threshold: float = 80.0
+    sla_window_hours: int = 24
+    sla_min_samples: int = 10
+    capacity_forecast_hours: int = 168
+    capacity_alert_threshold_pct: float = 80.0
+    billing_sync_interval_hours: float = 1.0
+    billing_unit_prices: UnitPrices = UnitPrices.parse(DEFAULT_UNIT_PRICES)
+    sla_collection_interval_seconds: float = 300.0
+    log_level: str = "INFO"
+
+    def missing_secrets(self) -> list[str]:
+        """Names of the secrets that are empty; the server refuses to start with any of them."""
+        pairs = {
+            "POOLHUB_SECRET_KEY": self.secret_key,
+            "POOLHUB_ADMIN_TOKEN": self.admin_token,
+            "COORDINATOR_SHARED_SECRET": self.coordinator_shared_secret,
+        }
+        return [name for name, value in pairs.items() if not value]
+
+
+@dataclass(frozen=True, slots=True)
+class _Var:
+    env: str
+    field: str
+    parse: Callable[[str], Any]
+    expects: str
+
+
+def _int(low: int, high: int | None = None) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        value = int(text.strip())
+        if value < low or (high is not None and value > high):
+            raise ValueError
+        return value
+
+    return parse
+
+
+def _float(low: float, high: float | None = None, *, strict_low: bool = False) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        value = float(text.strip())
+        if not math.isfinite(value) or value < low or (strict_low and value == low):
+            raise ValueError
+        if high is not None and value > high:
+            raise ValueError
+        return value
+
+    return parse
+
+
+def _text(text: str) -> str:
+    return text.strip()
+
+
+def _url(text: str) -> str:
+    value = text.strip()
+    if "://" not in value:
+        raise ValueError
+    return value
+
+
+def _log_level(text: str) -> str:
+    value = text.strip().upper()
+    if value not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+        raise ValueError
+    return value
+
+
+_VARS = (
+    _Var("DATABASE_URL", "database_url", _url, "a SQLAlchemy URL such as postgresql+asyncpg://user@host/db"),
+    _Var("POOLHUB_BIND", "bind", _text, "a host address such as 127.0.0.1"),
+    _Var("POOLHUB_PORT", "port", _int(1, 65535), "a port number from 1 to 65535"),
+    _Var("POOLHUB_SECRET_KEY", "secret_key", _text, "a secret string"),
+    _Var("POOLHUB_ADMIN_TOKEN", "admin_token", _text, "a secret string"),
+    _Var("COORDINATOR_SHARED_SECRET", "coordinator_shared_secret", _text, "a secret string"),
+    _Var("SESSION_TTL_SEC", "session_ttl_sec", _int(1), "a whole number of seconds >= 1"),
+    _Var("HEARTBEAT_GRACE_SEC", "heartbeat_grace_sec", _int(1), "a whole number of seconds >= 1"),
+    _Var(
+        "DEFAULT_WEIGHTS",
+        "default_weights",
+        Weights.parse,
+        "five weights summing to 1, e.g. cap:0.4,price:0.2,latency:0.2,trust:0.15,load:0.05",
+    ),
+    _Var("TRUST_HALF_LIFE_HOURS", "trust_half_life_hours", _float(0, strict_low=True), "a number of hours > 0"),
+    _Var("EXPLORATION_SHARE", "exploration_share", _float(0, 1), "a share from 0 to 1"),
+    _Var("COORDINATOR_BILLING_URL", "coordinator_billing_url", _url, "an http(s) URL"),
+    _Var("COORDINATOR_API_KEY", "coordinator_api_key", _text, "the coordinator's API key"),
+    _Var("SLA_UPTIME_THRESHOLD", "sla_uptime_threshold", _float(0, 100), "a percentage from 0 to 100"),
+    _Var("SLA_RESPONSE_TIME_THRESHOLD", "sla_response_time_threshold", _float(0), "milliseconds >= 0"),
+    _Var(
+        "SLA_COMPLETION_RATE_THRESHOLD", "sla_completion_rate_threshold", _float(0, 100), "a percentage 0-100"
+    ),
+    _Var("SLA_CAPACITY_THRESHOLD", "sla_capacity_threshold", _float(0, 100), "a percentage from 0 to 100"),
+    _Var("SLA_WINDOW_HOURS", "sla_window_hours", _int(1, 720), "a whole number of hours from 1 to 720"),
+    _Var("SLA_MIN_SAMPLES", "sla_min_samples", _int(0), "a whole number >= 0"),
+    _Var("CAPACITY_FORECAST_HOURS", "capacity_forecast_hours", _int(1, 720), "whole hours from 1 to 720"),
+    _Var(
+        "CAPACITY_ALERT_THRESHOLD_PCT", "capacity_alert_threshold_pct", _float(0, 100), "a percentage 0-100"
+    ),
+    _Var(
+        "BILLING_SYNC_INTERVAL_HOURS",
+        "billing_sync_interval_hours",
+        _float(0, strict_low=True),
+        "a number of hours > 0",
+    ),
+    _Var(
+        "BILLING_UNIT_PRICES",
+        "billing_unit_prices",
+        UnitPrices.parse,
+        "resource:price pairs, e.g. gpu_hours:0.50,compute_hours:0.30,api_calls:0.0001",
+    ),
+    _Var(
+        "SLA_COLLECTION_INTERVAL_SECONDS",
+        "sla_collection_interval_seconds",
+        _float(0, strict_low=True),
+        "a number of seconds > 0",
+    ),
+    _Var("LOG_LEVEL", "log_level", _log_level, "one of DEBUG, INFO, WARNING, ERROR"),
+)
+
+ENV_NAMES = tuple(var.env for var in _VARS)
+
+
+def load_settings(environ: Mapping[str, str] | None = None, env_file: Path | None = Path(".env")) -> Settings:
+    """Read the process environment over `.env` (the environment wins). Raises SettingsError."""
+    values: dict[str, str] = {}
+    if env_file is not None and env_file.is_file():
+        values.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
+    values.update(os.environ if environ is None else environ)
+    parsed: dict[str, Any] = {}
+    problems: list[str] = []
+    for var in _VARS:
+        raw = values.get(var.env)
+        if raw is None or (raw.strip() == "" and var.parse is not _text):
+            continue
+        try:
+            parsed[var.field] = var.parse(raw)
+        except (ValueError, ArithmeticError) as exc:
+            reason = f" ({exc})" if str(exc) else ""
+            problems.append(f"{var.env}={raw!r} is invalid: expected {var.expects}{reason}")
+    if problems:
+        raise SettingsError("; ".join(problems))
+    return Settings(**parsed)

@@ -1,0 +1,1003 @@
+"""Matching a job to miners: hard filters, a weighted score and a vectorised in-memory index."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from decimal import Decimal
+from typing import Final
+
+import numpy as np
+import numpy.typing as npt
+
+BoolArray = npt.NDArray[np.bool_]
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.intp]
+
+_WEIGHT_KEYS: Final = ("cap", "price", "latency", "trust", "load")
+_WEIGHT_SUM_TOLERANCE: Final = 1e-6
+
+REJECTION_REASONS: Final = (
+    "offline",
+    "full",
+    "vram",
+    "ram",
+    "accel",
+    "tags",
+    "capabilities",
+    "region",
+    "price",
+    "deadline",
+)
+
+_SEP: Final = " • "
+_INITIAL_CAPACITY: Final = 64
+# Rounding to 6 decimals moves a score by at most 5e-7; anything that could round level with the k-th best
+# score is therefore within this of it.
+_SCORE_SLACK: Final = 2e-6
+# Below this many scored miners, narrowing the top-k by a sampled threshold costs more than it saves.
+_NARROW_MIN: Final = 256
+_SAMPLE_SIZE: Final = 512
+# Tie groups up to this size are ordered by a Python sort of their ids; larger ones use cached id ranks.
+_SMALL_TIE_GROUP: Final = 512
+# The exploration share is a float, so top_k * share can land a hair under a whole number.
+_FLOOR_EPSILON: Final = 1e-9
+
+
+@dataclass(frozen=True, slots=True)
+class Weights:
+    """How much each score term counts: five finite non-negative weights that sum to 1."""
+
+    cap: float
+    price: float
+    latency: float
+    trust: float
+    load: float
+
+    def __post_init__(self) -> None:
+        for key, value in zip(_WEIGHT_KEYS, self._values(), strict=True):
+            if not math.isfinite(value) or value < 0:
+                raise ValueError(f"weight {key}={value!r} must be a finite number >= 0")
+        total = math.fsum(self._values())
+        if abs(total - 1.0) > _WEIGHT_SUM_TOLERANCE:
+            raise ValueError(f"weights must sum to 1 (±1e-6), got {total:.9g}")
+
+    def _values(self) -> tuple[float, float, float, float, float]:
+        return (self.cap, self.price, self.latency, self.trust, self.load)
+
+    @classmethod
+    def parse(cls, text: str) -> Weights:
+        """Read `cap:0.40,price:0.20,latency:0.20,trust:0.15,load:0.05`; ValueError names what is wrong."""
+        if not text.strip():
+            raise ValueError("weights are empty; expected 'cap:…,price:…,latency:…,trust:…,load:…'")
+        values: dict[str, float] = {}
+        for item in text.split(","):
+            name, sep, raw = (part.strip() for part in item.partition(":"))
+            if not sep or not name or not raw:
+                raise ValueError(f"weight item {item.strip()!r} is not of the form name:value")
+            if name not in _WEIGHT_KEYS:
+                raise ValueError(f"unknown weight {name!r}; expected {', '.join(_WEIGHT_KEYS)}")
+            if name in values:
+                raise ValueError(f"weight {name!r} is given twice")
+            try:
+                values[name] = float(raw)
+            except ValueError:
+                raise ValueError(f"weight {name}={raw!r} is not a number") from None
+        missing = [key for key in _WEIGHT_KEYS if key not in values]
+        if missing:
+            raise ValueError(f"missing weight(s): {', '.join(missing)}")
+        return cls(**values)
+
+
+DEFAULT_WEIGHTS: Final = Weights(0.40, 0.20, 0.20, 0.15, 0.05)
+
+
+@dataclass(frozen=True, slots=True)
+class IndexedMiner:
+    """What the index keeps of one miner; it is online while `now < lease_expires_at`."""
+
+    miner_id: str
+    addr: str
+    proto: str
+    gpu_vram_gb: float
+    ram_gb: float
+    accel: str
+    region: str | None
+    tags: tuple[str, ...]
+    capabilities: tuple[str, ...]
+    price: Decimal
+    max_parallel: int
+    queue_len: int
+    busy: bool
+    lease_expires_at: float
+    eta_ms: float | None
+    trust: float
+    trust_samples: float
+    sla_penalty: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class Requirements:
+    """Hard requirements; None or an empty tuple means the constraint is absent. `task` is informational."""
+
+    min_vram_gb: float | None = None
+    min_ram_gb: float | None = None
+    accel: tuple[str, ...] | None = None
+    tags_any: tuple[str, ...] | None = None
+    capabilities_any: tuple[str, ...] | None = None
+    task: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Hints:
+    """Constraints from the request's hints; each applies only when given."""
+
+    region: str | None = None
+    max_price: Decimal | None = None
+    deadline_ms: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MatchQuery:
+    """One match request; `explain_miner` asks why that miner was or was not returned."""
+
+    job_id: str
+    tenant_id: str | None
+    requirements: Requirements
+    hints: Hints
+    top_k: int = 1
+    explain_miner: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.top_k < 1:
+            raise ValueError(f"top_k must be at least 1, got {self.top_k}")
+
+
+@dataclass(frozen=True, slots=True)
+class ExplorationPolicy:
+    """How many top_k slots go to little-known miners, so new miners can earn a reputation."""
+
+    share: float = 0.1
+    max_samples: float = 5.0
+    min_cap: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.share <= 1.0:
+            raise ValueError(f"exploration share must be within [0, 1], got {self.share!r}")
+        if not self.max_samples >= 0.0:
+            raise ValueError(f"exploration max_samples must be >= 0, got {self.max_samples!r}")
+        if not 0.0 <= self.min_cap <= 1.0:
+            raise ValueError(f"exploration min_cap must be within [0, 1], got {self.min_cap!r}")
+
+
+DEFAULT_EXPLORATION: Final = ExplorationPolicy()
+
+
+@dataclass(frozen=True, slots=True)
+class ScoreTerms:
+    """The five score terms of one miner, each in [0, 1]."""
+
+    cap: float
+    price: float
+    latency: float
+    trust: float
+    load: float
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """A miner offered for the job, with its score and how it was reached."""
+
+    miner_id: str
+    addr: str
+    proto: str
+    score: float
+    eta_ms: float | None
+    price: Decimal
+    matched_capabilities: tuple[str, ...]
+    explain: str
+    terms: ScoreTerms
+    sla_penalty: float
+    exploration: bool
+
+
+@dataclass(frozen=True, slots=True)
+class MinerExplanation:
+    """Why one miner was or was not returned; `rank` is its place among all eligible miners."""
+
+    miner_id: str
+    registered: bool
+    eligible: bool
+    failed: tuple[str, ...]
+    score: float | None
+    rank: int | None
+    returned: bool
+    explain: str
+
+
+@dataclass(frozen=True, slots=True)
+class MatchResult:
+    """The candidates and the counts behind them; `rejections` holds every reason, zero when none."""
+
+    job_id: str
+    candidates: tuple[Candidate, ...]
+    explain: str
+    considered: int
+    eligible: int
+    rejections: dict[str, int]
+    miner_explanation: MinerExplanation | None
+
+
+def terms_explain(terms: ScoreTerms, sla_penalty: float, *, exploration: bool) -> str:
+    """The candidate explain string: five terms with two decimals, then any penalty and exploration flag."""
+    parts = [
+        f"cap={terms.cap:.2f}",
+        f"price={terms.price:.2f}",
+        f"latency={terms.latency:.2f}",
+        f"trust={terms.trust:.2f}",
+        f"load={terms.load:.2f}",
+    ]
+    if sla_penalty < 1.0:
+        parts.append(f"sla_penalty={sla_penalty:.2f}")
+    if exploration:
+        parts.append("exploration=true")
+    return _SEP.join(parts)
+
+
+def rejection_explain(considered: int, rejections: dict[str, int], returned: int) -> str:
+    """The top-level explain string: considered, non-zero rejections in reason order, returned."""
+    listed = " ".join(
+        f"{reason}={rejections[reason]}" for reason in REJECTION_REASONS if rejections.get(reason)
+    )
+    return f"considered={considered}{_SEP}rejected: {listed or 'none'}{_SEP}returned={returned}"
+
+
+def failed_constraints(miner: IndexedMiner, query: MatchQuery, now: float) -> tuple[str, ...]:
+    """Every constraint the miner fails, in REJECTION_REASONS order: the scalar twin of the filters."""
+    return tuple(reason for reason, _detail in _failures(miner, query, now))
+
+
+def _failures(miner: IndexedMiner, query: MatchQuery, now: float) -> list[tuple[str, str]]:
+    req, hints = query.requirements, query.hints
+    out: list[tuple[str, str]] = []
+    if not now < miner.lease_expires_at:
+        out.append(("offline", "offline (lease lapsed or logged out)"))
+    if miner.busy or miner.queue_len >= miner.max_parallel:
+        why = "busy" if miner.busy else f"queue {miner.queue_len} of {miner.max_parallel}"
+        out.append(("full", f"full ({why})"))
+    if req.min_vram_gb is not None and miner.gpu_vram_gb < req.min_vram_gb:
+        out.append(("vram", f"vram ({miner.gpu_vram_gb:g} GB < {req.min_vram_gb:g} GB)"))
+    if req.min_ram_gb is not None and miner.ram_gb < req.min_ram_gb:
+        out.append(("ram", f"ram ({miner.ram_gb:g} GB < {req.min_ram_gb:g} GB)"))
+    if req.accel and miner.accel not in req.accel:
+        out.append(("accel", f"accel ({miner.accel} not in {', '.join(req.accel)})"))
+    if req.tags_any and not set(req.tags_any).intersection(miner.tags):
+        out.append(("tags", f"tags (none of {', '.join(req.tags_any)})"))
+    if req.capabilities_any and not set(req.capabilities_any).intersection(miner.capabilities):
+        out.append(("capabilities", f"capabilities (none of {', '.join(req.capabilities_any)})"))
+    if hints.region is not None and miner.region != hints.region:
+        out.append(("region", f"region ({miner.region or 'none'} ≠ {hints.region})"))
+    # Same float64 comparison as the vectorised filter, so the explanation agrees with the counts.
+    if hints.max_price is not None and float(miner.price) > float(hints.max_price):
+        out.append(("price", f"price ({miner.price} > {hints.max_price})"))
+    eta = miner.eta_ms
+    if hints.deadline_ms is not None and eta is not None and eta > hints.deadline_ms:
+        out.append(("deadline", f"deadline (eta {eta:g} ms > {hints.deadline_ms:g} ms)"))
+    return out
+
+
+def _resized(array: npt.NDArray[np.generic], capacity: int, fill: object) -> npt.NDArray[np.generic]:
+    grown = np.full(capacity, fill, dtype=array.dtype)
+    grown[: len(array)] = array
+    return grown
+
+
+def _clamp01(value: float) -> float:
+    return min(1.0, max(0.0, value))
+
+
+def _check_finite(name: str, value: float) -> None:
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+
+
+class _TokenBits:
+    """Which rows carry which string tokens, as bits in uint64 words: one column per 64 distinct tokens.
+
+    Tokens are never forgotten, so a removed miner's rare tags keep their bit; the vocabulary is bounded by
+    what registered miners ever declared.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.bits: dict[str, int] = {}
+        self.words: list[npt.NDArray[np.uint64]] = []
+
+    def grow(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.words = [np.asarray(_resized(word, capacity, 0), dtype=np.uint64) for word in self.words]
+
+    def set_row(self, row: int, tokens: Iterable[str]) -> None:
+        for word in self.words:
+            word[row] = 0
+        for token in tokens:
+            bit = self.bits.get(token)
+            if bit is None:
+                bit = len(self.bits)
+                self.bits[token] = bit
+                if bit >> 6 == len(self.words):
+                    self.words.append(np.zeros(self.capacity, dtype=np.uint64))
+            self.words[bit >> 6][row] |= np.uint64(1 << (bit & 63))
+
+    def masks(self, tokens: Sequence[str]) -> list[tuple[int, np.uint64]]:
+        """Per word, the bits of the tokens asked for; a token no miner ever declared has none."""
+        groups: dict[int, int] = {}
+        for token in tokens:
+            bit = self.bits.get(token)
+            if bit is not None:
+                groups[bit >> 6] = groups.get(bit >> 6, 0) | (1 << (bit & 63))
+        return [(word, np.uint64(mask)) for word, mask in groups.items()]
+
+    def any_of(self, masks: list[tuple[int, np.uint64]], n: int) -> BoolArray:
+        ok = np.zeros(n, dtype=np.bool_)
+        for word, mask in masks:
+            ok |= (self.words[word][:n] & mask) != 0
+        return ok
+
+    def count_of(self, masks: list[tuple[int, np.uint64]], n: int) -> npt.NDArray[np.uint16]:
+        hits = np.zeros(n, dtype=np.uint16)
+        for word, mask in masks:
+            hits += np.bitwise_count(self.words[word][:n] & mask)
+        return hits
+
+
+# Columns of the feature matrix: everything scoring reads per eligible miner sits in one 64-byte row, so one
+# np.take fetches it all.
+_F_PRICE: Final = 0
+_F_ETA: Final = 1
+_F_TRUST: Final = 2
+_F_LOAD: Final = 3
+_F_PENALTY: Final = 4
+_F_SAMPLES: Final = 5
+_F_POS: Final = 6  # the row's place in the eta order, -1 when it has none
+_F_START: Final = 7  # the first place in the eta order holding the row's eta: how many etas are lower
+_N_FEATURES: Final = 8
+_FEATURE_FILL: Final = (0.0, np.nan, 0.0, 0.0, 1.0, 0.0, -1.0, 0.0)
+
+
+class _EtaRanks:
+    """Live rows ordered by eta, so a percentile rank within any subset costs a prefix sum instead of a sort.
+
+    Sorting 100k etas per match would take milliseconds. The order is refreshed lazily instead: rows whose eta
+    changed since the last refresh are "dirty" and are ranked on the side until there are enough of them to be
+    worth merging back in, which costs a pass over the order rather than a full sort.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self._order: IntArray = np.empty(0, dtype=np.intp)
+        # Each ordered row's eta as of the last refresh; unknown etas are NaN and sort last.
+        self._values: FloatArray = np.empty(0, dtype=np.float64)
+        self._dirty: BoolArray = np.zeros(capacity, dtype=np.bool_)
+        self._dirty_rows: list[int] = []
+
+    def grow(self, capacity: int) -> None:
+        self._dirty = np.asarray(_resized(self._dirty, capacity, False), dtype=np.bool_)
+
+    def touch(self, row: int) -> None:
+        if not self._dirty[row]:
+            self._dirty[row] = True
+            self._dirty_rows.append(row)
+
+    def lower_counts(
+        self, feat: FloatArray, live: BoolArray, eligible: BoolArray, rows: IntArray, taken: FloatArray
+    ) -> IntArray:
+        """Per eligible row, how many eligible rows have a strictly lower known eta.
+
+        `rows` = flatnonzero(eligible), `taken` = their feature rows. Junk where a row's own eta is unknown.
+        """
+        n = len(eligible)
+        eta = taken[:, _F_ETA]
+        # A small subset is cheaper to sort directly than to walk the whole order.
+        if len(rows) * 40 <= n or len(rows) <= _NARROW_MIN:
+            return np.searchsorted(np.sort(eta), eta, side="left")
+        if len(self._dirty_rows) > max(_NARROW_MIN, n >> 6):
+            self._refresh(feat, live)
+        # One slot per place in the order, plus a last one that soaks up rows not in the order (place -1).
+        counted = np.zeros(len(self._order) + 1, dtype=np.int32)
+        counted[taken[:, _F_POS].astype(np.intp)] = 1
+        dirty = np.array(self._dirty_rows, dtype=np.intp)
+        dirty = dirty[eligible[dirty]]
+        base = 0
+        if len(dirty):
+            # Their places in the order hold stale etas: uncount those and count the current etas aside.
+            counted[feat[dirty, _F_POS].astype(np.intp)] = 0
+            dirty_eta = feat[dirty, _F_ETA]
+            known = ~np.isnan(dirty_eta)
+            dirty, dirty_eta = dirty[known], dirty_eta[known]
+            by_eta = np.argsort(dirty_eta, kind="stable")
+            dirty, dirty_eta = dirty[by_eta], dirty_eta[by_eta]
+            # A dirty eta is counted just before the first ordered eta above it, so the prefix sum at a clean
+            # row's start covers exactly the dirty etas below its own.
+            above = np.searchsorted(self._values, dirty_eta, side="right")
+            np.add.at(counted, above[above > 0] - 1, 1)
+            base = int(np.count_nonzero(above == 0))
+        prefix = np.empty(len(counted), dtype=np.int32)
+        prefix[0] = 0
+        np.cumsum(counted[:-1], dtype=np.int32, out=prefix[1:])
+        if base:
+            prefix += base
+        lower = prefix[taken[:, _F_START].astype(np.intp)].astype(np.intp)
+        if len(dirty):
+            at = np.searchsorted(self._values, dirty_eta, side="left")
+            clean_below = prefix[at] - np.searchsorted(above, at, side="right")
+            dirty_below = np.searchsorted(dirty_eta, dirty_eta, side="left")
+            lower[np.searchsorted(rows, dirty)] = clean_below + dirty_below
+        return lower
+
+    def _refresh(self, feat: FloatArray, live: BoolArray) -> None:
+        dirty = np.array(self._dirty_rows, dtype=np.intp)
+        keep = ~self._dirty[self._order]
+        order, values = self._order[keep], self._values[keep]
+        back = dirty[live[dirty]]
+        if len(back):
+            back_eta = feat[back, _F_ETA]
+            by_eta = np.argsort(back_eta, kind="stable")
+            back, back_eta = back[by_eta], back_eta[by_eta]
+            at = np.searchsorted(values, back_eta, side="right")
+            order, values = np.insert(order, at, back), np.insert(values, at, back_eta)
+        gone = dirty[~live[dirty]]
+        feat[gone, _F_POS] = -1.0
+        feat[gone, _F_START] = 0.0
+        self._dirty[dirty] = False
+        self._dirty_rows.clear()
+        self._order, self._values = order, values
+        if len(values):
+            first = np.empty(len(values), dtype=np.bool_)
+            first[0] = True
+            np.not_equal(values[1:], values[:-1], out=first[1:])
+            places = np.arange(len(values))
+            start = np.where(first, places, 0)
+            np.maximum.accumulate(start, out=start)
+            feat[order, _F_POS] = places
+            feat[order, _F_START] = start
+
+
+@dataclass(frozen=True, slots=True)
+class _Filtered:
+    eligible: BoolArray
+    rejections: dict[str, int]
+    cap_hits: npt.NDArray[np.uint16] | npt.NDArray[np.uint8] | None
+    capabilities: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _Scored:
+    """Eligible miners in row order with their terms; a "position" indexes these arrays."""
+
+    rows: IntArray
+    taken: FloatArray
+    score: FloatArray
+    cap: FloatArray
+    price_term: FloatArray
+    latency: FloatArray
+
+    @property
+    def price(self) -> FloatArray:
+        return self.taken[:, _F_PRICE]
+
+
+class MinerIndex:
+    """Every registered miner as numpy columns, one stable row each, so a match is a few vector passes.
+
+    Used from one asyncio thread, so it takes no locks. Prices are Decimal in and out but float64 inside; for
+    decimals of at most 15 significant digits, float64 conversion is exact enough that comparing the floats
+    orders them exactly as the decimals would (conversion is monotonic and such decimals stay distinct).
+    """
+
+    def __init__(self) -> None:
+        capacity = _INITIAL_CAPACITY
+        self._capacity = capacity
+        self._size = 0
+        self._rows: dict[str, int] = {}
+        self._ids: list[str] = []
+        self._records: list[IndexedMiner | None] = []
+        self._free: list[int] = []
+        self._accel_codes: dict[str, int] = {}
+        self._region_codes: dict[str, int] = {}
+        self._tags = _TokenBits(capacity)
+        self._caps = _TokenBits(capacity)
+        self._eta_ranks = _EtaRanks(capacity)
+        self._id_rank: npt.NDArray[np.int64] | None = None
+        self._live = np.zeros(capacity, dtype=np.bool_)
+        self._vram = np.zeros(capacity, dtype=np.float64)
+        self._ram = np.zeros(capacity, dtype=np.float64)
+        self._accel = np.full(capacity, -1, dtype=np.int32)
+        self._region = np.full(capacity, -1, dtype=np.int32)
+        self._has_slot = np.zeros(capacity, dtype=np.bool_)
+        # Free rows keep an expired lease, so the online test alone keeps them out of every match.
+        self._lease = np.full(capacity, -np.inf, dtype=np.float64)
+        # Price and eta also live in the feature matrix; these contiguous copies keep the filters fast.
+        self._price = np.zeros(capacity, dtype=np.float64)
+        self._eta = np.full(capacity, np.nan, dtype=np.float64)
+        self._feat = np.tile(np.array(_FEATURE_FILL, dtype=np.float64), (capacity, 1))
+
+    # ---- maintenance -------------------------------------------------------------------------------------
+
+    def upsert(self, miner: IndexedMiner) -> None:
+        """Add the miner or replace what the index holds of it, keeping its row."""
+        for name in ("gpu_vram_gb", "ram_gb", "trust", "trust_samples", "sla_penalty"):
+            _check_finite(name, getattr(miner, name))
+        _check_finite("price", float(miner.price))
+        row = self._rows.get(miner.miner_id)
+        if row is None:
+            row = self._allocate_row()
+            self._rows[miner.miner_id] = row
+            self._ids[row] = miner.miner_id
+            self._live[row] = True
+            self._id_rank = None
+        self._records[row] = miner
+        self._vram[row] = miner.gpu_vram_gb
+        self._ram[row] = miner.ram_gb
+        self._accel[row] = self._accel_codes.setdefault(miner.accel, len(self._accel_codes))
+        region = miner.region
+        self._region[row] = (
+            -1 if region is None else self._region_codes.setdefault(region, len(self._region_codes))
+        )
+        self._tags.set_row(row, miner.tags)
+        self._caps.set_row(row, miner.capabilities)
+        self._lease[row] = miner.lease_expires_at
+        self._set_price(row, miner.price)
+        self._set_eta(row, miner.eta_ms)
+        self._set_slots(row, miner)
+        feat = self._feat[row]
+        feat[_F_TRUST] = _clamp01(miner.trust)
+        feat[_F_SAMPLES] = miner.trust_samples
+        feat[_F_PENALTY] = _clamp01(miner.sla_penalty)
+
+    def update_status(
+        self,
+        miner_id: str,
+        *,
+        queue_len: int | None = None,
+        busy: bool | None = None,
+        lease_expires_at: float | None = None,
+        eta_ms: float | None = None,
+        price: Decimal | None = None,
+    ) -> bool:
+        """Apply a heartbeat or status update; None leaves a field as it is. False if the id is unknown."""
+        if price is not None:
+            _check_finite("price", float(price))
+        row = self._rows.get(miner_id)
+        if row is None:
+            return False
+        miner = self._record(row)
+        miner = replace(
+            miner,
+            queue_len=miner.queue_len if queue_len is None else queue_len,
+            busy=miner.busy if busy is None else busy,
+            lease_expires_at=miner.lease_expires_at if lease_expires_at is None else lease_expires_at,
+            eta_ms=miner.eta_ms if eta_ms is None else eta_ms,
+            price=miner.price if price is None else price,
+        )
+        self._records[row] = miner
+        if queue_len is not None or busy is not None:
+            self._set_slots(row, miner)
+        if lease_expires_at is not None:
+            self._lease[row] = lease_expires_at
+        if eta_ms is not None:
+            self._set_eta(row, eta_ms)
+        if price is not None:
+            self._set_price(row, price)
+        return True
+
+    def update_trust(self, miner_id: str, trust: float, samples: float) -> bool:
+        """Record a new trust score and the evidence behind it; False if the id is unknown."""
+        _check_finite("trust", trust)
+        _check_finite("trust_samples", samples)
+        row = self._rows.get(miner_id)
+        if row is None:
+            return False
+        self._records[row] = replace(self._record(row), trust=trust, trust_samples=samples)
+        self._feat[row, _F_TRUST] = _clamp01(trust)
+        self._feat[row, _F_SAMPLES] = samples
+        return True
+
+    def set_penalty(self, miner_id: str, factor: float) -> bool:
+        """Set the factor an open SLA violation multiplies the score by (1 = none); False if unknown."""
+        _check_finite("sla_penalty", factor)
+        row = self._rows.get(miner_id)
+        if row is None:
+            return False
+        self._records[row] = replace(self._record(row), sla_penalty=factor)
+        self._feat[row, _F_PENALTY] = _clamp01(factor)
+        return True
+
+    def remove(self, miner_id: str) -> bool:
+        """Forget the miner; a later upsert reuses its row. False if the id is unknown."""
+        row = self._rows.pop(miner_id, None)
+        if row is None:
+            return False
+        self._records[row] = None
+        self._ids[row] = ""
+        self._live[row] = False
+        self._id_rank = None
+        self._lease[row] = -np.inf
+        self._has_slot[row] = False
+        self._set_eta(row, None)
+        self._tags.set_row(row, ())
+        self._caps.set_row(row, ())
+        self._free.append(row)
+        return True
+
+    def get(self, miner_id: str) -> IndexedMiner | None:
+        row = self._rows.get(miner_id)
+        return None if row is None else self._records[row]
+
+    def miner_ids(self) -> list[str]:
+        return sorted(self._rows)
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def __contains__(self, miner_id: object) -> bool:
+        return isinstance(miner_id, str) and miner_id in self._rows
+
+    def online_count(self, now: float) -> int:
+        return int(np.count_nonzero(self._lease[: self._size] > now))
+
+    def avg_eta_ms(self, now: float) -> float | None:
+        """Mean eta over online miners whose eta is known; None when there is none."""
+        eta = self._eta[: self._size]
+        known = (self._lease[: self._size] > now) & ~np.isnan(eta)
+        if not known.any():
+            return None
+        return float(eta[known].mean())
+
+    def _record(self, row: int) -> IndexedMiner:
+        miner = self._records[row]
+        assert miner is not None, "a live row always has its record"
+        return miner
+
+    def _allocate_row(self) -> int:
+        if self._free:
+            return self._free.pop()
+        if self._size == self._capacity:
+            self._grow(self._capacity * 2)
+        row = self._size
+        self._size += 1
+        self._ids.append("")
+        self._records.append(None)
+        return row
+
+    def _grow(self, capacity: int) -> None:
+        self._capacity = capacity
+        self._live = np.asarray(_resized(self._live, capacity, False), dtype=np.bool_)
+        self._vram = np.asarray(_resized(self._vram, capacity, 0.0), dtype=np.float64)
+        self._ram = np.asarray(_resized(self._ram, capacity, 0.0), dtype=np.float64)
+        self._accel = np.asarray(_resized(self._accel, capacity, -1), dtype=np.int32)
+        self._region = np.asarray(_resized(self._region, capacity, -1), dtype=np.int32)
+        self._has_slot = np.asarray(_resized(self._has_slot, capacity, False), dtype=np.bool_)
+        self._lease = np.asarray(_resized(self._lease, capacity, -np.inf), dtype=np.float64)
+        self._price = np.asarray(_resized(self._price, capacity, 0.0), dtype=np.float64)
+        self._eta = np.asarray(_resized(self._eta, capacity, np.nan), dtype=np.float64)
+        feat = np.tile(np.array(_FEATURE_FILL, dtype=np.float64), (capacity, 1))
+        feat[: len(self._feat)] = self._feat
+        self._feat = feat
+        self._tags.grow(capacity)
+        self._caps.grow(capacity)
+        self._eta_ranks.grow(capacity)
+
+    def _set_slots(self, row: int, miner: IndexedMiner) -> None:
+        self._has_slot[row] = not miner.busy and miner.queue_len < miner.max_parallel
+        free = max(0, miner.max_parallel - miner.queue_len)
+        self._feat[row, _F_LOAD] = _clamp01(free / miner.max_parallel) if miner.max_parallel > 0 else 0.0
+
+    def _set_price(self, row: int, price: Decimal) -> None:
+        self._price[row] = self._feat[row, _F_PRICE] = float(price)
+
+    def _set_eta(self, row: int, eta_ms: float | None) -> None:
+        new = np.nan if eta_ms is None else float(eta_ms)
+        old = float(self._eta[row])
+        if new != old and not (math.isnan(new) and math.isnan(old)):
+            self._eta[row] = self._feat[row, _F_ETA] = new
+            self._eta_ranks.touch(row)
+
+    # ---- matching ----------------------------------------------------------------------------------------
+
+    def match(
+        self,
+        query: MatchQuery,
+        now: float,
+        weights: Weights,
+        exploration: ExplorationPolicy = DEFAULT_EXPLORATION,
+    ) -> MatchResult:
+        """Filter, score and rank every miner for the query, as POST /v1/match describes in API.md."""
+        filtered = self._filter(query, now)
+        rows = np.flatnonzero(filtered.eligible)
+        chosen: list[tuple[int, bool]] = []
+        greedy: list[int] = []
+        scored: _Scored | None = None
+        if len(rows):
+            scored = self._score(rows, filtered, query.hints, weights)
+            greedy = self._top(scored, None, min(query.top_k, len(rows)))
+            chosen = self._explore(scored, greedy, query.top_k, exploration)
+        candidates = self._candidates(scored, chosen, filtered.capabilities)
+        explanation = None
+        if query.explain_miner is not None:
+            explanation = self._explain(query, now, scored, greedy, chosen)
+        return MatchResult(
+            job_id=query.job_id,
+            candidates=candidates,
+            explain=rejection_explain(len(self), filtered.rejections, len(candidates)),
+            considered=len(self),
+            eligible=len(rows),
+            rejections=filtered.rejections,
+            miner_explanation=explanation,
+        )
+
+    def _filter(self, query: MatchQuery, now: float) -> _Filtered:
+        n = self._size
+        req, hints = query.requirements, query.hints
+        online = self._lease[:n] > now
+        n_online = int(np.count_nonzero(online))
+        rejections = dict.fromkeys(REJECTION_REASONS, 0)
+        rejections["offline"] = len(self) - n_online
+        eligible = online.copy()
+        both = np.empty(n, dtype=np.bool_)
+
+        def apply(reason: str, ok: BoolArray) -> None:
+            np.logical_and(online, ok, out=both)
+            rejections[reason] = n_online - int(np.count_nonzero(both))
+            eligible[...] &= ok
+
+        apply("full", self._has_slot[:n])
+        # Stored vram, ram and prices are finite (upsert checks), so `>=` is exactly "not below".
+        if req.min_vram_gb is not None:
+            apply("vram", self._vram[:n] >= req.min_vram_gb)
+        if req.min_ram_gb is not None:
+            apply("ram", self._ram[:n] >= req.min_ram_gb)
+        if req.accel:
+            ok = np.zeros(n, dtype=np.bool_)
+            for code in {self._accel_codes[a] for a in req.accel if a in self._accel_codes}:
+                ok |= self._accel[:n] == code
+            apply("accel", ok)
+        if req.tags_any:
+            apply("tags", self._tags.any_of(self._tags.masks(req.tags_any), n))
+        capabilities = tuple(dict.fromkeys(req.capabilities_any or ()))
+        cap_hits = None
+        if capabilities:
+            cap_hits = self._caps.count_of(self._caps.masks(capabilities), n)
+            apply("capabilities", cap_hits > 0)
+        if hints.region is not None:
+            region = self._region_codes.get(hints.region)
+            apply("region", self._region[:n] == region if region is not None else np.zeros(n, dtype=np.bool_))
+        if hints.max_price is not None:
+            apply("price", self._price[:n] <= float(hints.max_price))
+        if hints.deadline_ms is not None:
+            # An unknown eta is NaN and NaN > deadline is False: unknown etas pass, as the contract says.
+            apply("deadline", ~(self._eta[:n] > hints.deadline_ms))
+        return _Filtered(eligible, rejections, cap_hits, capabilities)
+
+    def _score(self, rows: IntArray, filtered: _Filtered, hints: Hints, weights: Weights) -> _Scored:
+        m = len(rows)
+        taken = np.take(self._feat, rows, axis=0)
+        price = taken[:, _F_PRICE]
+        n_caps = len(filtered.capabilities)
+        if filtered.cap_hits is not None and n_caps > 1:
+            cap = np.multiply(filtered.cap_hits[rows], 1.0 / n_caps, dtype=np.float64)
+        else:
+            # With one capability asked for, every eligible miner has it.
+            cap = np.ones(m, dtype=np.float64)
+        if hints.max_price is not None:
+            max_price = float(hints.max_price)
+            if max_price > 0:
+                price_term = np.clip(1.0 - price * (1.0 / max_price), 0.0, 1.0)
+            else:
+                price_term = np.ones(m, dtype=np.float64)
+        else:
+            cheapest, dearest = float(price.min()), float(price.max())
+            if dearest > cheapest:
+                price_term = np.clip((dearest - price) * (1.0 / (dearest - cheapest)), 0.0, 1.0)
+            else:
+                price_term = np.ones(m, dtype=np.float64)
+        eta = taken[:, _F_ETA]
+        known = ~np.isnan(eta)
+        n_known = int(np.count_nonzero(known))
+        if n_known:
+            lower = self._eta_ranks.lower_counts(self._feat, self._live, filtered.eligible, rows, taken)
+            latency = np.where(known, 1.0 - lower * (1.0 / n_known), 0.5)
+        else:
+            latency = np.full(m, 0.5, dtype=np.float64)
+        score = weights.cap * cap
+        score += weights.price * price_term
+        score += weights.latency * latency
+        score += weights.trust * taken[:, _F_TRUST]
+        score += weights.load * taken[:, _F_LOAD]
+        score *= taken[:, _F_PENALTY]
+        # Weights may sum to 1 + 1e-6, which must not lift a perfect miner above 1.
+        np.minimum(score, 1.0, out=score)
+        return _Scored(rows, taken, score, cap, price_term, latency)
+
+    def _top(self, scored: _Scored, positions: IntArray | None, k: int) -> list[int]:
+        """The best k of `positions` (None: all), ordered by rounded score desc, price asc, miner_id asc."""
+        score = scored.score if positions is None else scored.score[positions]
+        if k <= 0 or not len(score):
+            return []
+        if len(score) > _NARROW_MIN and k < len(score):
+            stride = max(1, len(score) // _SAMPLE_SIZE)
+            sample = score[::stride]
+            # The sample is a subset, so its k-th best score is a lower bound of the whole set's k-th best.
+            if len(sample) >= k:
+                floor = np.partition(sample, len(sample) - k)[len(sample) - k]
+                keep = np.flatnonzero(score >= floor - _SCORE_SLACK)
+                positions, score = (keep if positions is None else positions[keep]), score[keep]
+            if len(score) > k:
+                kth = np.partition(score, len(score) - k)[len(score) - k]
+                keep = np.flatnonzero(score >= kth - _SCORE_SLACK)
+                positions, score = (keep if positions is None else positions[keep]), score[keep]
+        if positions is None:
+            positions = np.arange(len(score))
+        rounded = np.round(score, 6)
+        price = scored.price[positions]
+        if len(positions) > k:
+            picked = self._pick_k(scored, positions, rounded, price, k)
+            positions, rounded, price = positions[picked], rounded[picked], price[picked]
+        ids, rows = self._ids, scored.rows[positions].tolist()
+        keys = zip(
+            (-rounded).tolist(), price.tolist(), (ids[row] for row in rows), positions.tolist(), strict=False
+        )
+        return [key[3] for key in sorted(keys)]
+
+    def _pick_k(
+        self, scored: _Scored, positions: IntArray, rounded: FloatArray, price: FloatArray, k: int
+    ) -> IntArray:
+        """Indices into `positions` of the best k, unordered; a tie at the cut goes by price, then id."""
+        kth = np.partition(rounded, len(rounded) - k)[len(rounded) - k]
+        above = np.flatnonzero(rounded > kth)
+        tied = np.flatnonzero(rounded == kth)
+        need = k - len(above)
+        if len(tied) == need:
+            return np.concatenate((above, tied))
+        tied_price = price[tied]
+        kth_price = np.partition(tied_price, need - 1)[need - 1]
+        cheaper = tied[tied_price < kth_price]
+        level = tied[tied_price == kth_price]
+        need -= len(cheaper)
+        if len(level) > need:
+            level = level[self._smallest_ids(scored.rows[positions[level]], need)]
+        return np.concatenate((above, cheaper, level))
+
+    def _smallest_ids(self, rows: IntArray, need: int) -> IntArray:
+        """Indices into `rows` of the `need` rows with the smallest miner ids."""
+        if len(rows) <= _SMALL_TIE_GROUP:
+            ids = self._ids
+            ordered = sorted(range(len(rows)), key=lambda i: ids[int(rows[i])])
+            return np.array(ordered[:need], dtype=np.intp)
+        # A large tie (a fleet of identical miners) would make a Python sort per match the bottleneck, so rank
+        # all ids once and reuse the ranks until a miner joins or leaves.
+        if self._id_rank is None:
+            rank = np.zeros(self._size, dtype=np.int64)
+            for place, miner_id in enumerate(sorted(self._rows)):
+                rank[self._rows[miner_id]] = place
+            self._id_rank = rank
+        return np.argpartition(self._id_rank[rows], need - 1)[:need]
+
+    def _explore(
+        self, scored: _Scored, greedy: list[int], top_k: int, policy: ExplorationPolicy
+    ) -> list[tuple[int, bool]]:
+        """Give the lowest greedy slots not held by little-known miners to the best little-known left out."""
+        n_explore = math.floor(top_k * policy.share + _FLOOR_EPSILON)
+        plain = [(pos, False) for pos in greedy]
+        if n_explore <= 0 or len(greedy) >= len(scored.rows):
+            return plain
+        little = (scored.taken[:, _F_SAMPLES] < policy.max_samples) & (scored.cap >= policy.min_cap)
+        in_top = sum(1 for pos in greedy if little[pos])
+        if in_top >= n_explore:
+            return plain
+        pool = little.copy()
+        pool[greedy] = False
+        newcomers = self._top(scored, np.flatnonzero(pool), n_explore - in_top)
+        if not newcomers:
+            return plain
+        dropped = set([pos for pos in reversed(greedy) if not little[pos]][: len(newcomers)])
+        merged = [(pos, False) for pos in greedy if pos not in dropped]
+        merged += [(pos, True) for pos in newcomers[: len(dropped)]]
+        final = self._top(scored, np.array([pos for pos, _ in merged], dtype=np.intp), len(merged))
+        exploring = dict(merged)
+        return [(pos, exploring[pos]) for pos in final]
+
+    def _candidates(
+        self, scored: _Scored | None, chosen: list[tuple[int, bool]], capabilities: tuple[str, ...]
+    ) -> tuple[Candidate, ...]:
+        if scored is None or not chosen:
+            return ()
+        pos = np.array([p for p, _ in chosen], dtype=np.intp)
+        taken = scored.taken[pos]
+        columns = zip(
+            scored.rows[pos].tolist(),
+            np.round(scored.score[pos], 6).tolist(),
+            scored.cap[pos].tolist(),
+            scored.price_term[pos].tolist(),
+            scored.latency[pos].tolist(),
+            taken[:, _F_TRUST].tolist(),
+            taken[:, _F_LOAD].tolist(),
+            taken[:, _F_PENALTY].tolist(),
+            (exploring for _, exploring in chosen),
+            strict=True,
+        )
+        out = []
+        for row, score, cap, price, latency, trust, load, penalty, exploring in columns:
+            miner = self._record(row)
+            terms = ScoreTerms(cap=cap, price=price, latency=latency, trust=trust, load=load)
+            have = set(miner.capabilities)
+            out.append(
+                Candidate(
+                    miner_id=miner.miner_id,
+                    addr=miner.addr,
+                    proto=miner.proto,
+                    score=score,
+                    eta_ms=miner.eta_ms,
+                    price=miner.price,
+                    matched_capabilities=tuple(c for c in capabilities if c in have),
+                    explain=terms_explain(terms, penalty, exploration=exploring),
+                    terms=terms,
+                    sla_penalty=penalty,
+                    exploration=exploring,
+                )
+            )
+        return tuple(out)
+
+    def _explain(
+        self,
+        query: MatchQuery,
+        now: float,
+        scored: _Scored | None,
+        greedy: list[int],
+        chosen: list[tuple[int, bool]],
+    ) -> MinerExplanation:
+        miner_id = query.explain_miner
+        assert miner_id is not None
+        row = self._rows.get(miner_id)
+        if row is None:
+            return MinerExplanation(
+                miner_id, False, False, (), None, None, False, f"{miner_id} is not registered"
+            )
+        failures = _failures(self._record(row), query, now)
+        if failures:
+            text = f"{miner_id} is not eligible: " + ", ".join(detail for _reason, detail in failures)
+            failed = tuple(reason for reason, _detail in failures)
+            return MinerExplanation(miner_id, True, False, failed, None, None, False, text)
+        assert scored is not None, "an eligible miner means something was scored"
+        pos = int(np.searchsorted(scored.rows, row))
+        rounded = np.round(scored.score, 6)
+        price = scored.price
+        mine, my_price = rounded[pos], price[pos]
+        level = np.flatnonzero((rounded == mine) & (price == my_price))
+        ids = self._ids
+        rank = 1 + int(np.count_nonzero(rounded > mine))
+        rank += int(np.count_nonzero((rounded == mine) & (price < my_price)))
+        rank += sum(1 for other in scored.rows[level].tolist() if ids[other] < miner_id)
+        exploring = dict(chosen)
+        returned = pos in exploring
+        if returned:
+            status = "returned for exploration" if exploring[pos] else "returned"
+        elif pos in greedy:
+            status = "not returned: its slot went to exploration"
+        else:
+            status = f"not returned (top_k={query.top_k})"
+        terms = ScoreTerms(
+            cap=float(scored.cap[pos]),
+            price=float(scored.price_term[pos]),
+            latency=float(scored.latency[pos]),
+            trust=float(scored.taken[pos, _F_TRUST]),
+            load=float(scored.taken[pos, _F_LOAD]),
+        )
+        breakdown = terms_explain(
+            terms, float(scored.taken[pos, _F_PENALTY]), exploration=exploring.get(pos, False)
+        )
+        text = (
+            f"{miner_id} is eligible: ranked {rank} of {len(scored.rows)} with score {float(mine):.6f}, "
+            f"{status}: {breakdown}"
+        )
+        return MinerExplanation(miner_id, True, True, (), float(mine), rank, returned, text)

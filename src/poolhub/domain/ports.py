@@ -1,0 +1,77 @@
+"""Ports: what the core needs from the outside world, named by role."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from decimal import Decimal
+from typing import Protocol
+
+from poolhub.domain.model import Miner, MinerStatus, Trust
+
+
+class Clock(Protocol):
+    """The current time, always an aware UTC datetime."""
+
+    def now(self) -> datetime: ...
+
+
+class TokenSource(Protocol):
+    """Unpredictable session tokens (at least 128 bits of entropy)."""
+
+    def new_token(self) -> str: ...
+
+
+class UnitOfWork(Protocol):
+    """One transaction. Nothing is saved unless `commit` is awaited; closing without it rolls back."""
+
+    async def commit(self) -> None: ...
+
+    async def rollback(self) -> None: ...
+
+
+class MinerRepository(Protocol):
+    """Durable miners: specification, status and trust. Never commits."""
+
+    async def get(self, miner_id: str) -> Miner | None: ...
+
+    async def api_key_hash(self, miner_id: str) -> str | None: ...
+
+    async def save_registration(self, miner: Miner, api_key_hash: str) -> None:
+        """Insert or replace the miner's specification and status (trust is kept)."""
+
+    async def save_price(self, miner_id: str, price: Decimal, now: datetime) -> None: ...
+
+    async def save_trust(self, miner_id: str, trust: Trust, now: datetime) -> None: ...
+
+    async def save_statuses(self, statuses: Sequence[tuple[str, MinerStatus]], now: datetime) -> None:
+        """Write many statuses in one batched statement; unknown miners are skipped."""
+
+    async def all(self) -> list[Miner]: ...
+
+    async def changed_since(self, since: datetime) -> list[Miner]:
+        """Miners whose specification, trust or status was written at or after `since`."""
+
+
+class SessionRepository(Protocol):
+    """Session tokens, stored only as hashes. Never commits."""
+
+    async def create(self, token_hash: str, miner_id: str, now: datetime, expires_at: datetime) -> None: ...
+
+    async def revoke_all(self, miner_id: str, now: datetime) -> list[str]:
+        """Revoke every live token of the miner; returns the revoked hashes."""
+
+    async def find_live(self, token_hash: str) -> str | None:
+        """The miner id of a token that is not revoked (expiry is judged by the caller)."""
+
+    async def extend(self, expiries: Sequence[tuple[str, datetime]]) -> None:
+        """Set the expiry of each miner's live tokens, in one batched statement."""
+
+    async def revoked_since(self, since: datetime) -> list[str]: ...
+
+
+class PresenceRepository(Protocol):
+    """Online intervals of each miner (the uptime SLA reads them). Never commits."""
+
+    async def record(self, intervals: Sequence[tuple[str, datetime, datetime]]) -> None:
+        """Upsert (miner_id, started_at, ended_at): the interval that began at `started_at` now ends at `ended_at`."""

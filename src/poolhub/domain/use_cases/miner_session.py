@@ -1,0 +1,199 @@
+"""What an authenticated miner does with its session: beats, status updates, lease renewal, logout."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime
+from decimal import Decimal
+
+from poolhub.domain.directory import MinerDirectory
+from poolhub.domain.model import Miner
+from poolhub.domain.ports import (
+    Clock,
+    MinerRepository,
+    PresenceRepository,
+    SessionRepository,
+    TokenSource,
+    UnitOfWork,
+)
+from poolhub.domain.security import hash_token
+from poolhub.domain.use_cases.authenticate_miner import AuthenticateMiner
+
+
+@dataclass(frozen=True, slots=True)
+class Beat:
+    """A heartbeat's optional telemetry; `None` leaves the previous value."""
+
+    queue_len: int | None = None
+    avg_latency_ms: float | None = None
+    temp_c: float | None = None
+    mem_free_gb: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StatusUpdate:
+    queue_len: int | None = None
+    busy: bool | None = None
+    current_jobs: tuple[str, ...] | None = None
+    price_token_per_ksec: Decimal | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RenewedSession:
+    session_token: str
+    lease_expires_at: datetime
+
+
+def _changes(**values: object) -> dict[str, object]:
+    return {name: value for name, value in values.items() if value is not None}
+
+
+class ApplyBeat:
+    """The in-memory half of a beat, shared by HTTP and WebSocket; process-wide, no database."""
+
+    def __init__(self, directory: MinerDirectory, clock: Clock) -> None:
+        self._directory = directory
+        self._clock = clock
+
+    def live_miner(self, token_hash: str, miner_id: str) -> Miner | None:
+        """The miner, if the token is still its live token (not revoked, not expired)."""
+        if self._directory.miner_for_token(token_hash) != miner_id:
+            return None
+        miner = self._directory.get(miner_id)
+        if miner is None or not self._directory.lease.token_is_valid(miner.status, self._clock.now()):
+            return None
+        return miner
+
+    def apply(self, miner_id: str, beat: Beat) -> datetime:
+        updated = self._directory.beat(
+            miner_id,
+            self._clock.now(),
+            **_changes(
+                queue_len=beat.queue_len,
+                avg_latency_ms=beat.avg_latency_ms,
+                temp_c=beat.temp_c,
+                mem_free_gb=beat.mem_free_gb,
+            ),
+        )
+        return self._directory.lease.lease_expires_at(updated.status)
+
+
+class RecordHeartbeat:
+    """Authenticate and apply a beat in memory; the flusher saves it within a second."""
+
+    def __init__(self, authenticate: AuthenticateMiner, apply_beat: ApplyBeat) -> None:
+        self._authenticate = authenticate
+        self._apply_beat = apply_beat
+
+    async def execute(self, token: str | None, beat: Beat) -> datetime:
+        auth = await self._authenticate.execute(token)
+        return self._apply_beat.apply(auth.miner.miner_id, beat)
+
+
+class UpdateMinerStatus:
+    """A beat that also reports load; a price change is saved at once, since matching prices depend on it."""
+
+    def __init__(
+        self,
+        authenticate: AuthenticateMiner,
+        directory: MinerDirectory,
+        miners: MinerRepository,
+        uow: UnitOfWork,
+        clock: Clock,
+    ) -> None:
+        self._authenticate = authenticate
+        self._directory = directory
+        self._miners = miners
+        self._uow = uow
+        self._clock = clock
+
+    async def execute(self, token: str | None, update: StatusUpdate) -> datetime:
+        auth = await self._authenticate.execute(token)
+        now = self._clock.now()
+        miner_id = auth.miner.miner_id
+        price = update.price_token_per_ksec
+        if price is not None and price != auth.miner.spec.price_token_per_ksec:
+            await self._miners.save_price(miner_id, price, now)
+            await self._uow.commit()
+            current = self._directory.get(miner_id) or auth.miner
+            spec = replace(current.spec, price_token_per_ksec=price)
+            self._directory.put(replace(current, spec=spec), now)
+        updated = self._directory.beat(
+            miner_id,
+            now,
+            **_changes(queue_len=update.queue_len, busy=update.busy, current_jobs=update.current_jobs),
+        )
+        return self._directory.lease.lease_expires_at(updated.status)
+
+
+class RenewLease:
+    """Issue a new token and revoke the old one (a beat too); commits once."""
+
+    def __init__(
+        self,
+        authenticate: AuthenticateMiner,
+        directory: MinerDirectory,
+        sessions: SessionRepository,
+        uow: UnitOfWork,
+        clock: Clock,
+        tokens: TokenSource,
+    ) -> None:
+        self._authenticate = authenticate
+        self._directory = directory
+        self._sessions = sessions
+        self._uow = uow
+        self._clock = clock
+        self._tokens = tokens
+
+    async def execute(self, token: str | None) -> RenewedSession:
+        auth = await self._authenticate.execute(token)
+        miner_id = auth.miner.miner_id
+        now = self._clock.now()
+        lease = self._directory.lease
+        revoked = await self._sessions.revoke_all(miner_id, now)
+        new_token = self._tokens.new_token()
+        new_hash = hash_token(new_token)
+        status = lease.beat(auth.miner.status, now)
+        await self._sessions.create(new_hash, miner_id, now, lease.token_expires_at(status))
+        await self._uow.commit()
+        self._directory.forget_tokens([*revoked, auth.token_hash])
+        self._directory.remember_token(new_hash, miner_id)
+        updated = self._directory.beat(miner_id, now)
+        return RenewedSession(new_token, lease.lease_expires_at(updated.status))
+
+
+class LogoutMiner:
+    """Take the miner offline at once and revoke its tokens; saved before answering."""
+
+    def __init__(
+        self,
+        authenticate: AuthenticateMiner,
+        directory: MinerDirectory,
+        miners: MinerRepository,
+        sessions: SessionRepository,
+        presence: PresenceRepository,
+        uow: UnitOfWork,
+        clock: Clock,
+    ) -> None:
+        self._authenticate = authenticate
+        self._directory = directory
+        self._miners = miners
+        self._sessions = sessions
+        self._presence = presence
+        self._uow = uow
+        self._clock = clock
+
+    async def execute(self, token: str | None) -> None:
+        auth = await self._authenticate.execute(token)
+        miner = auth.miner
+        now = self._clock.now()
+        lease = self._directory.lease
+        status = lease.logout(miner.status, now)
+        revoked = await self._sessions.revoke_all(miner.miner_id, now)
+        await self._miners.save_statuses([(miner.miner_id, status)], now)
+        if status.online_since is not None:
+            await self._presence.record([(miner.miner_id, status.online_since, now)])
+        await self._uow.commit()
+        self._directory.forget_tokens([*revoked, auth.token_hash])
+        self._directory.drop_pending(miner.miner_id)
+        self._directory.put(replace(miner, status=status), now)
