@@ -67,7 +67,7 @@ async def truncate_all(url: str) -> None:
             await connection.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
         else:
             for table in tables:
-                await connection.execute(text(f"DELETE FROM {table}"))
+                await connection.execute(text(f"DELETE FROM {table}"))  # noqa: S608  (our own table names)
     await engine.dispose()
 
 
@@ -97,7 +97,7 @@ async def hub(settings: Settings) -> AsyncIterator[Hub]:
         yield running
 
 
-class started_hub:  # noqa: N801  (used as `async with started_hub(settings)`)
+class started_hub:
     """An app with its lifespan running and an httpx client over ASGI (no socket, same event loop).
 
     The lifespan runs in a task of its own: its anyio task group must be entered and left by one task.
@@ -196,4 +196,3 @@ async def register(client: httpx.AsyncClient, miner_id: str = "m-1", **overrides
     response = await client.post("/v1/miners/register", json=miner_body(miner_id, **overrides))
     assert response.status_code in (200, 201), response.text
     return str(response.json()["session_token"])
-

@@ -1,9 +1,10 @@
-"""Bearer-token roles: coordinator and operator routes are guarded here; miner routes authenticate in their use case."""
+"""Bearer-token roles: coordinator and operator routes are guarded here; miners authenticate in use cases."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 from litestar.connection import ASGIConnection
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
@@ -53,7 +54,7 @@ def check_role(token: str | None, role: Role, secrets: RoleSecrets, directory: M
 
 
 def require(role: Role) -> object:
-    async def guard(connection: ASGIConnection[object, object, object, object], _: BaseRouteHandler) -> None:
+    async def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
         container = connection.app.state.dishka_container
         check_role(
             bearer_token(connection.headers.get("authorization")),

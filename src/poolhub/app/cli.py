@@ -17,14 +17,17 @@ def _settings_or_exit() -> Settings:
 
 
 def _serve(args: argparse.Namespace) -> None:
-    import uvicorn  # noqa: PLC0415  (keeps `poolhub --help` fast)
+    import uvicorn
 
-    from poolhub.app.logging import configure_logging  # noqa: PLC0415
+    from poolhub.app.logging import configure_logging
 
     settings = _settings_or_exit()
     missing = settings.missing_secrets()
     if missing:
-        sys.exit(f"poolhub: refusing to start: empty secret(s) {', '.join(missing)} (set them in the environment or .env)")
+        sys.exit(
+            f"poolhub: refusing to start: empty secret(s) {', '.join(missing)} "
+            "(set them in the environment or .env)"
+        )
     configure_logging(settings.log_level)
     uvicorn.run(
         "poolhub.app.asgi:create_app_from_env",
@@ -41,7 +44,7 @@ def _serve(args: argparse.Namespace) -> None:
 
 
 def _migrate(_: argparse.Namespace) -> None:
-    from poolhub.adapters.db.migrate import upgrade  # noqa: PLC0415
+    from poolhub.adapters.db.migrate import upgrade
 
     settings = _settings_or_exit()
     upgrade(settings.database_url)
@@ -49,7 +52,7 @@ def _migrate(_: argparse.Namespace) -> None:
 
 
 def _redacted(url: str) -> str:
-    from sqlalchemy.engine import make_url  # noqa: PLC0415
+    from sqlalchemy.engine import make_url
 
     return make_url(url).render_as_string(hide_password=True)
 

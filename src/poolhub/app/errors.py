@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import structlog
 from litestar import Request, Response
 from litestar.exceptions import HTTPException
@@ -35,7 +37,7 @@ _log = structlog.get_logger("poolhub.errors")
 def status_for(error: DomainError) -> int:
     for cls in type(error).__mro__:
         if cls in STATUS_BY_ERROR:
-            return STATUS_BY_ERROR[cls]  # type: ignore[index]
+            return STATUS_BY_ERROR[cls]
     return 400
 
 
@@ -46,14 +48,14 @@ def _body(status: int, detail: str, extra: object = None) -> dict[str, object]:
     return body
 
 
-def domain_error_handler(_: Request[object, object, object], exc: Exception) -> Response[dict[str, object]]:
+def domain_error_handler(_: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, object]]:
     assert isinstance(exc, DomainError)
     status = status_for(exc)
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     return Response(_body(status, exc.message), status_code=status, headers=headers)
 
 
-def unexpected_error_handler(request: Request[object, object, object], exc: Exception) -> Response[dict[str, object]]:
+def unexpected_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, object]]:
     if isinstance(exc, HTTPException):
         return Response(
             _body(exc.status_code, exc.detail, exc.extra or None),

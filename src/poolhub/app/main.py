@@ -1,4 +1,4 @@
-"""create_app: Litestar wired to the dishka container, with the lifespan that runs and stops the background loops."""
+"""create_app: Litestar wired to the dishka container; its lifespan runs and stops the background loops."""
 
 from __future__ import annotations
 

@@ -14,7 +14,9 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        self.miners_online = Gauge("poolhub_miners_online", "Miners whose lease is live", registry=self.registry)
+        self.miners_online = Gauge(
+            "poolhub_miners_online", "Miners whose lease is live", registry=self.registry
+        )
         self.miners_registered = Gauge(
             "poolhub_miners_registered", "Miners known to this process", registry=self.registry
         )

@@ -1,4 +1,4 @@
-"""Access log: one structured line per request with request id, route, status and duration; never the query."""
+"""Access log: one line per request with request id, route, status and duration; never the query."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import time
 import uuid
 
 import structlog
+from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 _log = structlog.get_logger("poolhub.access")
@@ -15,7 +16,7 @@ _QUIET_PATHS = frozenset({"/v1/health", "/v1/metrics"})
 
 def access_log_middleware(app: ASGIApp) -> ASGIApp:
     async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != ScopeType.HTTP:
             await app(scope, receive, send)
             return
         started = time.perf_counter()

@@ -22,7 +22,7 @@ DecimalText = Annotated[
     Meta(
         max_length=32,
         pattern=r"^[0-9]{1,15}(\.[0-9]{1,12})?$",
-        description="a non-negative decimal number as a string, e.g. \"0.75\"",
+        description='a non-negative decimal number as a string, e.g. "0.75"',
         examples=["0.75"],
     ),
 ]

@@ -1,4 +1,4 @@
-"""Settings from the environment (and `.env`), parsed once into a frozen struct with one clear error per bad value."""
+"""Settings from the environment and `.env`, parsed once into a frozen struct; one error per bad value."""
 
 from __future__ import annotations
 
@@ -120,7 +120,9 @@ _VARS = (
         Weights.parse,
         "five weights summing to 1, e.g. cap:0.4,price:0.2,latency:0.2,trust:0.15,load:0.05",
     ),
-    _Var("TRUST_HALF_LIFE_HOURS", "trust_half_life_hours", _float(0, strict_low=True), "a number of hours > 0"),
+    _Var(
+        "TRUST_HALF_LIFE_HOURS", "trust_half_life_hours", _float(0, strict_low=True), "a number of hours > 0"
+    ),
     _Var("EXPLORATION_SHARE", "exploration_share", _float(0, 1), "a share from 0 to 1"),
     _Var("COORDINATOR_BILLING_URL", "coordinator_billing_url", _url, "an http(s) URL"),
     _Var("COORDINATOR_API_KEY", "coordinator_api_key", _text, "the coordinator's API key"),

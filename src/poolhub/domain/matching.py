@@ -302,6 +302,11 @@ def _check_finite(name: str, value: float) -> None:
         raise ValueError(f"{name} must be a finite number, got {value!r}")
 
 
+def _check_price(price: Decimal) -> None:
+    if not price.is_finite() or price < 0:
+        raise ValueError(f"price must be a finite decimal >= 0, got {price}")
+
+
 class _TokenBits:
     """Which rows carry which string tokens, as bits in uint64 words: one column per 64 distinct tokens.
 
@@ -352,20 +357,6 @@ class _TokenBits:
         return hits
 
 
-# Columns of the feature matrix: everything scoring reads per eligible miner sits in one 64-byte row, so one
-# np.take fetches it all.
-_F_PRICE: Final = 0
-_F_ETA: Final = 1
-_F_TRUST: Final = 2
-_F_LOAD: Final = 3
-_F_PENALTY: Final = 4
-_F_SAMPLES: Final = 5
-_F_POS: Final = 6  # the row's place in the eta order, -1 when it has none
-_F_START: Final = 7  # the first place in the eta order holding the row's eta: how many etas are lower
-_N_FEATURES: Final = 8
-_FEATURE_FILL: Final = (0.0, np.nan, 0.0, 0.0, 1.0, 0.0, -1.0, 0.0)
-
-
 class _EtaRanks:
     """Live rows ordered by eta, so a percentile rank within any subset costs a prefix sum instead of a sort.
 
@@ -380,9 +371,15 @@ class _EtaRanks:
         self._values: FloatArray = np.empty(0, dtype=np.float64)
         self._dirty: BoolArray = np.zeros(capacity, dtype=np.bool_)
         self._dirty_rows: list[int] = []
+        # Per row: its place in the order (-1 when it has none), and the first place holding its eta, which is
+        # how many ordered etas are lower. Both are stale for dirty rows but always within bounds.
+        self._place: IntArray = np.full(capacity, -1, dtype=np.intp)
+        self._start: IntArray = np.zeros(capacity, dtype=np.intp)
 
     def grow(self, capacity: int) -> None:
         self._dirty = np.asarray(_resized(self._dirty, capacity, False), dtype=np.bool_)
+        self._place = np.asarray(_resized(self._place, capacity, -1), dtype=np.intp)
+        self._start = np.asarray(_resized(self._start, capacity, 0), dtype=np.intp)
 
     def touch(self, row: int) -> None:
         if not self._dirty[row]:
@@ -390,29 +387,33 @@ class _EtaRanks:
             self._dirty_rows.append(row)
 
     def lower_counts(
-        self, feat: FloatArray, live: BoolArray, eligible: BoolArray, rows: IntArray, taken: FloatArray
-    ) -> IntArray:
-        """Per eligible row, how many eligible rows have a strictly lower known eta.
+        self, eta: FloatArray, live: BoolArray, eligible: BoolArray, rows: IntArray | None, picked: FloatArray
+    ) -> npt.NDArray[np.int32] | IntArray:
+        """How many eligible rows have a strictly lower known eta than each scored row.
 
-        `rows` = flatnonzero(eligible), `taken` = their feature rows. Junk where a row's own eta is unknown.
+        Scored rows are `rows` (= flatnonzero(eligible)), or every row when `rows` is None; `picked` holds their
+        etas. The count is junk where a row's own eta is unknown, or where it is not eligible.
         """
         n = len(eligible)
-        eta = taken[:, _F_ETA]
         # A small subset is cheaper to sort directly than to walk the whole order.
-        if len(rows) * 40 <= n or len(rows) <= _NARROW_MIN:
-            return np.searchsorted(np.sort(eta), eta, side="left")
+        if rows is not None and (len(rows) * 40 <= n or len(rows) <= _NARROW_MIN):
+            return np.searchsorted(np.sort(picked), picked, side="left")
         if len(self._dirty_rows) > max(_NARROW_MIN, n >> 6):
-            self._refresh(feat, live)
-        # One slot per place in the order, plus a last one that soaks up rows not in the order (place -1).
-        counted = np.zeros(len(self._order) + 1, dtype=np.int32)
-        counted[taken[:, _F_POS].astype(np.intp)] = 1
+            self._refresh(eta, live)
+        size = len(self._order)
+        # One slot per place in the order, plus a last one that soaks up rows without a place (-1).
+        counted = np.zeros(size + 1, dtype=np.int32)
+        if rows is None:
+            counted[:size] = eligible[self._order]
+        else:
+            counted[self._place[rows]] = 1
         dirty = np.array(self._dirty_rows, dtype=np.intp)
         dirty = dirty[eligible[dirty]]
         base = 0
         if len(dirty):
-            # Their places in the order hold stale etas: uncount those and count the current etas aside.
-            counted[feat[dirty, _F_POS].astype(np.intp)] = 0
-            dirty_eta = feat[dirty, _F_ETA]
+            # Their places hold stale etas: uncount those and count the current etas aside.
+            counted[self._place[dirty]] = 0
+            dirty_eta = eta[dirty]
             known = ~np.isnan(dirty_eta)
             dirty, dirty_eta = dirty[known], dirty_eta[known]
             by_eta = np.argsort(dirty_eta, kind="stable")
@@ -422,33 +423,33 @@ class _EtaRanks:
             above = np.searchsorted(self._values, dirty_eta, side="right")
             np.add.at(counted, above[above > 0] - 1, 1)
             base = int(np.count_nonzero(above == 0))
-        prefix = np.empty(len(counted), dtype=np.int32)
-        prefix[0] = 0
-        np.cumsum(counted[:-1], dtype=np.int32, out=prefix[1:])
+        prefix = np.empty(size + 1, dtype=np.int32)
+        prefix[0] = base
+        np.cumsum(counted[:size], dtype=np.int32, out=prefix[1:])
         if base:
-            prefix += base
-        lower = prefix[taken[:, _F_START].astype(np.intp)].astype(np.intp)
+            prefix[1:] += base
+        lower = prefix[self._start[:n] if rows is None else self._start[rows]]
         if len(dirty):
             at = np.searchsorted(self._values, dirty_eta, side="left")
             clean_below = prefix[at] - np.searchsorted(above, at, side="right")
             dirty_below = np.searchsorted(dirty_eta, dirty_eta, side="left")
-            lower[np.searchsorted(rows, dirty)] = clean_below + dirty_below
+            lower[dirty if rows is None else np.searchsorted(rows, dirty)] = clean_below + dirty_below
         return lower
 
-    def _refresh(self, feat: FloatArray, live: BoolArray) -> None:
+    def _refresh(self, eta: FloatArray, live: BoolArray) -> None:
         dirty = np.array(self._dirty_rows, dtype=np.intp)
         keep = ~self._dirty[self._order]
         order, values = self._order[keep], self._values[keep]
         back = dirty[live[dirty]]
         if len(back):
-            back_eta = feat[back, _F_ETA]
+            back_eta = eta[back]
             by_eta = np.argsort(back_eta, kind="stable")
             back, back_eta = back[by_eta], back_eta[by_eta]
             at = np.searchsorted(values, back_eta, side="right")
             order, values = np.insert(order, at, back), np.insert(values, at, back_eta)
         gone = dirty[~live[dirty]]
-        feat[gone, _F_POS] = -1.0
-        feat[gone, _F_START] = 0.0
+        self._place[gone] = -1
+        self._start[gone] = 0
         self._dirty[dirty] = False
         self._dirty_rows.clear()
         self._order, self._values = order, values
@@ -459,32 +460,50 @@ class _EtaRanks:
             places = np.arange(len(values))
             start = np.where(first, places, 0)
             np.maximum.accumulate(start, out=start)
-            feat[order, _F_POS] = places
-            feat[order, _F_START] = start
+            self._place[order] = places
+            self._start[order] = start
 
 
 @dataclass(frozen=True, slots=True)
 class _Filtered:
     eligible: BoolArray
+    count: int
     rejections: dict[str, int]
-    cap_hits: npt.NDArray[np.uint16] | npt.NDArray[np.uint8] | None
+    cap_hits: npt.NDArray[np.uint16] | None
     capabilities: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)
 class _Scored:
-    """Eligible miners in row order with their terms; a "position" indexes these arrays."""
+    """Scores of the eligible miners; a "position" indexes the arrays.
 
-    rows: IntArray
-    taken: FloatArray
+    Sparse (`rows` set): the arrays hold the eligible rows only, in row order. Dense (`rows` None): they span
+    every row, a position is a row, and ineligible rows score -1 so no selection ever reaches them.
+    """
+
+    rows: IntArray | None
+    eligible: BoolArray
+    count: int
     score: FloatArray
-    cap: FloatArray
+    price: FloatArray
+    cap: FloatArray | None  # None: every eligible miner has every capability asked for
     price_term: FloatArray
     latency: FloatArray
+    trust: FloatArray
+    load: FloatArray
+    penalty: FloatArray
 
-    @property
-    def price(self) -> FloatArray:
-        return self.taken[:, _F_PRICE]
+    def rows_of(self, positions: IntArray) -> IntArray:
+        return positions if self.rows is None else self.rows[positions]
+
+    def position_of(self, row: int) -> int:
+        return row if self.rows is None else int(np.searchsorted(self.rows, row))
+
+    def pick(self, column: FloatArray) -> FloatArray:
+        return column[: len(self.eligible)] if self.rows is None else column[self.rows]
+
+    def cap_at(self, positions: IntArray) -> FloatArray:
+        return np.ones(len(positions)) if self.cap is None else self.cap[positions]
 
 
 class MinerIndex:
@@ -517,10 +536,12 @@ class MinerIndex:
         self._has_slot = np.zeros(capacity, dtype=np.bool_)
         # Free rows keep an expired lease, so the online test alone keeps them out of every match.
         self._lease = np.full(capacity, -np.inf, dtype=np.float64)
-        # Price and eta also live in the feature matrix; these contiguous copies keep the filters fast.
         self._price = np.zeros(capacity, dtype=np.float64)
         self._eta = np.full(capacity, np.nan, dtype=np.float64)
-        self._feat = np.tile(np.array(_FEATURE_FILL, dtype=np.float64), (capacity, 1))
+        self._trust = np.zeros(capacity, dtype=np.float64)
+        self._load = np.zeros(capacity, dtype=np.float64)
+        self._penalty = np.ones(capacity, dtype=np.float64)
+        self._samples = np.zeros(capacity, dtype=np.float64)
 
     # ---- maintenance -------------------------------------------------------------------------------------
 
@@ -528,7 +549,7 @@ class MinerIndex:
         """Add the miner or replace what the index holds of it, keeping its row."""
         for name in ("gpu_vram_gb", "ram_gb", "trust", "trust_samples", "sla_penalty"):
             _check_finite(name, getattr(miner, name))
-        _check_finite("price", float(miner.price))
+        _check_price(miner.price)
         row = self._rows.get(miner.miner_id)
         if row is None:
             row = self._allocate_row()
@@ -547,13 +568,12 @@ class MinerIndex:
         self._tags.set_row(row, miner.tags)
         self._caps.set_row(row, miner.capabilities)
         self._lease[row] = miner.lease_expires_at
-        self._set_price(row, miner.price)
+        self._price[row] = float(miner.price)
         self._set_eta(row, miner.eta_ms)
         self._set_slots(row, miner)
-        feat = self._feat[row]
-        feat[_F_TRUST] = _clamp01(miner.trust)
-        feat[_F_SAMPLES] = miner.trust_samples
-        feat[_F_PENALTY] = _clamp01(miner.sla_penalty)
+        self._trust[row] = _clamp01(miner.trust)
+        self._samples[row] = miner.trust_samples
+        self._penalty[row] = _clamp01(miner.sla_penalty)
 
     def update_status(
         self,
@@ -567,7 +587,7 @@ class MinerIndex:
     ) -> bool:
         """Apply a heartbeat or status update; None leaves a field as it is. False if the id is unknown."""
         if price is not None:
-            _check_finite("price", float(price))
+            _check_price(price)
         row = self._rows.get(miner_id)
         if row is None:
             return False
@@ -588,7 +608,7 @@ class MinerIndex:
         if eta_ms is not None:
             self._set_eta(row, eta_ms)
         if price is not None:
-            self._set_price(row, price)
+            self._price[row] = float(price)
         return True
 
     def update_trust(self, miner_id: str, trust: float, samples: float) -> bool:
@@ -599,8 +619,8 @@ class MinerIndex:
         if row is None:
             return False
         self._records[row] = replace(self._record(row), trust=trust, trust_samples=samples)
-        self._feat[row, _F_TRUST] = _clamp01(trust)
-        self._feat[row, _F_SAMPLES] = samples
+        self._trust[row] = _clamp01(trust)
+        self._samples[row] = samples
         return True
 
     def set_penalty(self, miner_id: str, factor: float) -> bool:
@@ -610,7 +630,7 @@ class MinerIndex:
         if row is None:
             return False
         self._records[row] = replace(self._record(row), sla_penalty=factor)
-        self._feat[row, _F_PENALTY] = _clamp01(factor)
+        self._penalty[row] = _clamp01(factor)
         return True
 
     def remove(self, miner_id: str) -> bool:
@@ -681,9 +701,10 @@ class MinerIndex:
         self._lease = np.asarray(_resized(self._lease, capacity, -np.inf), dtype=np.float64)
         self._price = np.asarray(_resized(self._price, capacity, 0.0), dtype=np.float64)
         self._eta = np.asarray(_resized(self._eta, capacity, np.nan), dtype=np.float64)
-        feat = np.tile(np.array(_FEATURE_FILL, dtype=np.float64), (capacity, 1))
-        feat[: len(self._feat)] = self._feat
-        self._feat = feat
+        self._trust = np.asarray(_resized(self._trust, capacity, 0.0), dtype=np.float64)
+        self._load = np.asarray(_resized(self._load, capacity, 0.0), dtype=np.float64)
+        self._penalty = np.asarray(_resized(self._penalty, capacity, 1.0), dtype=np.float64)
+        self._samples = np.asarray(_resized(self._samples, capacity, 0.0), dtype=np.float64)
         self._tags.grow(capacity)
         self._caps.grow(capacity)
         self._eta_ranks.grow(capacity)
@@ -691,16 +712,13 @@ class MinerIndex:
     def _set_slots(self, row: int, miner: IndexedMiner) -> None:
         self._has_slot[row] = not miner.busy and miner.queue_len < miner.max_parallel
         free = max(0, miner.max_parallel - miner.queue_len)
-        self._feat[row, _F_LOAD] = _clamp01(free / miner.max_parallel) if miner.max_parallel > 0 else 0.0
-
-    def _set_price(self, row: int, price: Decimal) -> None:
-        self._price[row] = self._feat[row, _F_PRICE] = float(price)
+        self._load[row] = _clamp01(free / miner.max_parallel) if miner.max_parallel > 0 else 0.0
 
     def _set_eta(self, row: int, eta_ms: float | None) -> None:
         new = np.nan if eta_ms is None else float(eta_ms)
         old = float(self._eta[row])
         if new != old and not (math.isnan(new) and math.isnan(old)):
-            self._eta[row] = self._feat[row, _F_ETA] = new
+            self._eta[row] = new
             self._eta_ranks.touch(row)
 
     # ---- matching ----------------------------------------------------------------------------------------
@@ -714,13 +732,12 @@ class MinerIndex:
     ) -> MatchResult:
         """Filter, score and rank every miner for the query, as POST /v1/match describes in API.md."""
         filtered = self._filter(query, now)
-        rows = np.flatnonzero(filtered.eligible)
         chosen: list[tuple[int, bool]] = []
         greedy: list[int] = []
         scored: _Scored | None = None
-        if len(rows):
-            scored = self._score(rows, filtered, query.hints, weights)
-            greedy = self._top(scored, None, min(query.top_k, len(rows)))
+        if filtered.count:
+            scored = self._score(filtered, query.hints, weights)
+            greedy = self._top(scored, None, min(query.top_k, filtered.count))
             chosen = self._explore(scored, greedy, query.top_k, exploration)
         candidates = self._candidates(scored, chosen, filtered.capabilities)
         explanation = None
@@ -731,7 +748,7 @@ class MinerIndex:
             candidates=candidates,
             explain=rejection_explain(len(self), filtered.rejections, len(candidates)),
             considered=len(self),
-            eligible=len(rows),
+            eligible=filtered.count,
             rejections=filtered.rejections,
             miner_explanation=explanation,
         )
@@ -766,7 +783,9 @@ class MinerIndex:
             apply("tags", self._tags.any_of(self._tags.masks(req.tags_any), n))
         capabilities = tuple(dict.fromkeys(req.capabilities_any or ()))
         cap_hits = None
-        if capabilities:
+        if len(capabilities) == 1:
+            apply("capabilities", self._caps.any_of(self._caps.masks(capabilities), n))
+        elif capabilities:
             cap_hits = self._caps.count_of(self._caps.masks(capabilities), n)
             apply("capabilities", cap_hits > 0)
         if hints.region is not None:
@@ -777,47 +796,60 @@ class MinerIndex:
         if hints.deadline_ms is not None:
             # An unknown eta is NaN and NaN > deadline is False: unknown etas pass, as the contract says.
             apply("deadline", ~(self._eta[:n] > hints.deadline_ms))
-        return _Filtered(eligible, rejections, cap_hits, capabilities)
+        count = int(np.count_nonzero(eligible))
+        return _Filtered(eligible, count, rejections, cap_hits, capabilities)
 
-    def _score(self, rows: IntArray, filtered: _Filtered, hints: Hints, weights: Weights) -> _Scored:
-        m = len(rows)
-        taken = np.take(self._feat, rows, axis=0)
-        price = taken[:, _F_PRICE]
-        n_caps = len(filtered.capabilities)
-        if filtered.cap_hits is not None and n_caps > 1:
-            cap = np.multiply(filtered.cap_hits[rows], 1.0 / n_caps, dtype=np.float64)
+    def _score(self, filtered: _Filtered, hints: Hints, weights: Weights) -> _Scored:
+        eligible, m = filtered.eligible, filtered.count
+        n = len(eligible)
+        # With most rows eligible, full-length passes over contiguous columns beat gathering each column.
+        rows = None if m * 5 >= n * 2 else np.flatnonzero(eligible)
+
+        def pick(column: FloatArray) -> FloatArray:
+            return column[:n] if rows is None else column[rows]
+
+        price = pick(self._price)
+        ineligible = None if rows is not None else ~eligible
+        cap = None
+        if filtered.cap_hits is not None:
+            hits = filtered.cap_hits[:n] if rows is None else filtered.cap_hits[rows]
+            cap = np.multiply(hits, 1.0 / len(filtered.capabilities), dtype=np.float64)
+        # Eligible prices are >= 0 (upsert checks) and <= any max_price, so no term below leaves [0, 1].
+        if hints.max_price is not None and float(hints.max_price) > 0:
+            price_term = 1.0 - price / float(hints.max_price)
+        elif hints.max_price is not None:
+            price_term = np.ones(len(price), dtype=np.float64)
         else:
-            # With one capability asked for, every eligible miner has it.
-            cap = np.ones(m, dtype=np.float64)
-        if hints.max_price is not None:
-            max_price = float(hints.max_price)
-            if max_price > 0:
-                price_term = np.clip(1.0 - price * (1.0 / max_price), 0.0, 1.0)
-            else:
-                price_term = np.ones(m, dtype=np.float64)
-        else:
-            cheapest, dearest = float(price.min()), float(price.max())
+            valid = price if ineligible is None else np.where(ineligible, np.nan, price)
+            cheapest, dearest = float(np.nanmin(valid)), float(np.nanmax(valid))
             if dearest > cheapest:
-                price_term = np.clip((dearest - price) * (1.0 / (dearest - cheapest)), 0.0, 1.0)
+                price_term = (dearest - price) / (dearest - cheapest)
             else:
-                price_term = np.ones(m, dtype=np.float64)
-        eta = taken[:, _F_ETA]
-        known = ~np.isnan(eta)
-        n_known = int(np.count_nonzero(known))
+                price_term = np.ones(len(price), dtype=np.float64)
+        eta = pick(self._eta)
+        known = eta == eta  # NaN, an unknown eta, is the only value unequal to itself
+        n_known = int(np.count_nonzero(known if ineligible is None else known & eligible))
         if n_known:
-            lower = self._eta_ranks.lower_counts(self._feat, self._live, filtered.eligible, rows, taken)
+            lower = self._eta_ranks.lower_counts(self._eta, self._live, eligible, rows, eta)
             latency = np.where(known, 1.0 - lower * (1.0 / n_known), 0.5)
         else:
-            latency = np.full(m, 0.5, dtype=np.float64)
-        score = weights.cap * cap
-        score += weights.price * price_term
-        score += weights.latency * latency
-        score += weights.trust * taken[:, _F_TRUST]
-        score += weights.load * taken[:, _F_LOAD]
-        score *= taken[:, _F_PENALTY]
+            latency = np.full(len(price), 0.5, dtype=np.float64)
+        trust, load, penalty = pick(self._trust), pick(self._load), pick(self._penalty)
+        score = price_term * weights.price
+        scratch = np.empty_like(score)
+        if cap is None:
+            score += weights.cap
+        else:
+            score += np.multiply(cap, weights.cap, out=scratch)
+        score += np.multiply(latency, weights.latency, out=scratch)
+        score += np.multiply(trust, weights.trust, out=scratch)
+        score += np.multiply(load, weights.load, out=scratch)
+        score *= penalty
         # Weights may sum to 1 + 1e-6, which must not lift a perfect miner above 1.
         np.minimum(score, 1.0, out=score)
-        return _Scored(rows, taken, score, cap, price_term, latency)
+        if ineligible is not None:
+            score[ineligible] = -1.0
+        return _Scored(rows, eligible, m, score, price, cap, price_term, latency, trust, load, penalty)
 
     def _top(self, scored: _Scored, positions: IntArray | None, k: int) -> list[int]:
         """The best k of `positions` (None: all), ordered by rounded score desc, price asc, miner_id asc."""
@@ -828,7 +860,7 @@ class MinerIndex:
             stride = max(1, len(score) // _SAMPLE_SIZE)
             sample = score[::stride]
             # The sample is a subset, so its k-th best score is a lower bound of the whole set's k-th best.
-            if len(sample) >= k:
+            if stride > 1 and len(sample) >= k:
                 floor = np.partition(sample, len(sample) - k)[len(sample) - k]
                 keep = np.flatnonzero(score >= floor - _SCORE_SLACK)
                 positions, score = (keep if positions is None else positions[keep]), score[keep]
@@ -843,7 +875,7 @@ class MinerIndex:
         if len(positions) > k:
             picked = self._pick_k(scored, positions, rounded, price, k)
             positions, rounded, price = positions[picked], rounded[picked], price[picked]
-        ids, rows = self._ids, scored.rows[positions].tolist()
+        ids, rows = self._ids, scored.rows_of(positions).tolist()
         keys = zip(
             (-rounded).tolist(), price.tolist(), (ids[row] for row in rows), positions.tolist(), strict=False
         )
@@ -865,7 +897,7 @@ class MinerIndex:
         level = tied[tied_price == kth_price]
         need -= len(cheaper)
         if len(level) > need:
-            level = level[self._smallest_ids(scored.rows[positions[level]], need)]
+            level = level[self._smallest_ids(scored.rows_of(positions[level]), need)]
         return np.concatenate((above, cheaper, level))
 
     def _smallest_ids(self, rows: IntArray, need: int) -> IntArray:
@@ -889,15 +921,18 @@ class MinerIndex:
         """Give the lowest greedy slots not held by little-known miners to the best little-known left out."""
         n_explore = math.floor(top_k * policy.share + _FLOOR_EPSILON)
         plain = [(pos, False) for pos in greedy]
-        if n_explore <= 0 or len(greedy) >= len(scored.rows):
+        if n_explore <= 0 or len(greedy) >= scored.count:
             return plain
-        little = (scored.taken[:, _F_SAMPLES] < policy.max_samples) & (scored.cap >= policy.min_cap)
+        little = scored.pick(self._samples) < policy.max_samples
+        if scored.cap is not None:
+            little &= scored.cap >= policy.min_cap
+        if scored.rows is None:
+            little &= scored.eligible
         in_top = sum(1 for pos in greedy if little[pos])
         if in_top >= n_explore:
             return plain
-        pool = little.copy()
-        pool[greedy] = False
-        newcomers = self._top(scored, np.flatnonzero(pool), n_explore - in_top)
+        little[greedy] = False
+        newcomers = self._top(scored, np.flatnonzero(little), n_explore - in_top)
         if not newcomers:
             return plain
         dropped = set([pos for pos in reversed(greedy) if not little[pos]][: len(newcomers)])
@@ -913,24 +948,23 @@ class MinerIndex:
         if scored is None or not chosen:
             return ()
         pos = np.array([p for p, _ in chosen], dtype=np.intp)
-        taken = scored.taken[pos]
         columns = zip(
-            scored.rows[pos].tolist(),
+            scored.rows_of(pos).tolist(),
             np.round(scored.score[pos], 6).tolist(),
-            scored.cap[pos].tolist(),
+            scored.cap_at(pos).tolist(),
             scored.price_term[pos].tolist(),
             scored.latency[pos].tolist(),
-            taken[:, _F_TRUST].tolist(),
-            taken[:, _F_LOAD].tolist(),
-            taken[:, _F_PENALTY].tolist(),
+            scored.trust[pos].tolist(),
+            scored.load[pos].tolist(),
+            scored.penalty[pos].tolist(),
             (exploring for _, exploring in chosen),
             strict=True,
         )
         out = []
         for row, score, cap, price, latency, trust, load, penalty, exploring in columns:
             miner = self._record(row)
-            terms = ScoreTerms(cap=cap, price=price, latency=latency, trust=trust, load=load)
-            have = set(miner.capabilities)
+            terms = ScoreTerms(cap, price, latency, trust, load)
+            have = miner.capabilities
             out.append(
                 Candidate(
                     miner_id=miner.miner_id,
@@ -969,7 +1003,8 @@ class MinerIndex:
             failed = tuple(reason for reason, _detail in failures)
             return MinerExplanation(miner_id, True, False, failed, None, None, False, text)
         assert scored is not None, "an eligible miner means something was scored"
-        pos = int(np.searchsorted(scored.rows, row))
+        pos = scored.position_of(row)
+        # Ineligible positions score -1, so comparisons against an eligible score never count them.
         rounded = np.round(scored.score, 6)
         price = scored.price
         mine, my_price = rounded[pos], price[pos]
@@ -977,7 +1012,7 @@ class MinerIndex:
         ids = self._ids
         rank = 1 + int(np.count_nonzero(rounded > mine))
         rank += int(np.count_nonzero((rounded == mine) & (price < my_price)))
-        rank += sum(1 for other in scored.rows[level].tolist() if ids[other] < miner_id)
+        rank += sum(1 for other in scored.rows_of(level).tolist() if ids[other] < miner_id)
         exploring = dict(chosen)
         returned = pos in exploring
         if returned:
@@ -986,18 +1021,17 @@ class MinerIndex:
             status = "not returned: its slot went to exploration"
         else:
             status = f"not returned (top_k={query.top_k})"
+        at = np.array([pos], dtype=np.intp)
         terms = ScoreTerms(
-            cap=float(scored.cap[pos]),
-            price=float(scored.price_term[pos]),
-            latency=float(scored.latency[pos]),
-            trust=float(scored.taken[pos, _F_TRUST]),
-            load=float(scored.taken[pos, _F_LOAD]),
+            float(scored.cap_at(at)[0]),
+            float(scored.price_term[pos]),
+            float(scored.latency[pos]),
+            float(scored.trust[pos]),
+            float(scored.load[pos]),
         )
-        breakdown = terms_explain(
-            terms, float(scored.taken[pos, _F_PENALTY]), exploration=exploring.get(pos, False)
-        )
+        breakdown = terms_explain(terms, float(scored.penalty[pos]), exploration=exploring.get(pos, False))
         text = (
-            f"{miner_id} is eligible: ranked {rank} of {len(scored.rows)} with score {float(mine):.6f}, "
+            f"{miner_id} is eligible: ranked {rank} of {scored.count} with score {float(mine):.6f}, "
             f"{status}: {breakdown}"
         )
         return MinerExplanation(miner_id, True, True, (), float(mine), rank, returned, text)

@@ -96,7 +96,7 @@ class LeasePolicy:
         return self.lease_expires_at(status)
 
     def beat(self, status: MinerStatus | None, now: datetime, **changes: object) -> MinerStatus:
-        """Apply a beat: the lease restarts at `now`; a miner that was offline starts a new online interval."""
+        """Apply a beat: the lease restarts at `now`; a miner that was offline starts a new interval."""
         was_online = status is not None and self.is_online(status, now)
         base = status if status is not None else MinerStatus(last_beat_at=now)
         online_since = base.online_since if was_online and base.online_since is not None else now

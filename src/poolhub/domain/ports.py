@@ -74,4 +74,4 @@ class PresenceRepository(Protocol):
     """Online intervals of each miner (the uptime SLA reads them). Never commits."""
 
     async def record(self, intervals: Sequence[tuple[str, datetime, datetime]]) -> None:
-        """Upsert (miner_id, started_at, ended_at): the interval that began at `started_at` now ends at `ended_at`."""
+        """Upsert (miner_id, started_at, ended_at): the interval begun at started_at ends at ended_at."""

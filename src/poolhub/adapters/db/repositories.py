@@ -8,7 +8,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Select, and_, bindparam, or_, select, update
+from sqlalchemy import Select, Table, and_, bindparam, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -171,6 +171,7 @@ class SqlMinerRepository(MinerRepository):
         if not statuses:
             return
         table = MinerStatusRow.__table__
+        assert isinstance(table, Table)
         columns = _status_values(statuses[0][1], self._lease, now).keys()
         statement = (
             update(table)
@@ -237,6 +238,7 @@ class SqlSessionRepository(SessionRepository):
         if not expiries:
             return
         table = SessionRow.__table__
+        assert isinstance(table, Table)
         statement = (
             update(table)
             .where(table.c.miner_id == bindparam("b_miner_id"), table.c.revoked_at.is_(None))

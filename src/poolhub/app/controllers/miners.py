@@ -1,4 +1,4 @@
-"""Miner routes: registration, beats over HTTP and WebSocket, lease renewal, logout, and the operator's list."""
+"""Miner routes: registration, beats over HTTP and WebSocket, lease renewal, logout, the operator's list."""
 
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ from poolhub.domain.use_cases.miner_session import (
     StatusUpdate,
     UpdateMinerStatus,
 )
-from poolhub.domain.use_cases.register_miner import Registration, RegisterMiner
+from poolhub.domain.use_cases.register_miner import RegisterMiner, Registration
 
 _log = structlog.get_logger("poolhub.miners")
 
@@ -109,7 +109,7 @@ def _read(view: MinerView) -> MinerRead:
 
 class MinerController(Controller):
     path = "/v1/miners"
-    tags = ["miners"]
+    tags = ["miners"]  # noqa: RUF012  (Litestar reads it as a class attribute)
 
     @post(
         "/register",
@@ -138,7 +138,10 @@ class MinerController(Controller):
     @post("/update", status_code=200, summary="Report load and price (a beat)", security=MINER_SECURITY)
     @inject
     async def update(
-        self, data: JSONBody[MinerUpdate], authorization: Authorization, use_case: FromDishka[UpdateMinerStatus]
+        self,
+        data: JSONBody[MinerUpdate],
+        authorization: Authorization,
+        use_case: FromDishka[UpdateMinerStatus],
     ) -> LeaseAck:
         expires = await use_case.execute(
             bearer_token(authorization),
@@ -156,7 +159,10 @@ class MinerController(Controller):
     @post("/heartbeat", status_code=200, summary="Keep the lease alive over HTTP", security=MINER_SECURITY)
     @inject
     async def heartbeat(
-        self, data: JSONBody[MinerHeartbeat], authorization: Authorization, use_case: FromDishka[RecordHeartbeat]
+        self,
+        data: JSONBody[MinerHeartbeat],
+        authorization: Authorization,
+        use_case: FromDishka[RecordHeartbeat],
     ) -> LeaseAck:
         expires = await use_case.execute(bearer_token(authorization), _beat(data))
         return LeaseAck(status="ok", lease_expires_at=expires)
@@ -173,7 +179,12 @@ class MinerController(Controller):
         renewed = await use_case.execute(bearer_token(authorization))
         return LeaseRenewed(session_token=renewed.session_token, lease_expires_at=renewed.lease_expires_at)
 
-    @post("/logout", status_code=200, summary="Go offline at once; the token is revoked", security=MINER_SECURITY)
+    @post(
+        "/logout",
+        status_code=200,
+        summary="Go offline at once; the token is revoked",
+        security=MINER_SECURITY,
+    )
     @inject
     async def logout(self, authorization: Authorization, use_case: FromDishka[LogoutMiner]) -> LoggedOut:
         await use_case.execute(bearer_token(authorization))
@@ -189,7 +200,9 @@ class MinerController(Controller):
     async def list_miners(
         self,
         use_case: FromDishka[ListMiners],
-        online: Annotated[bool | None, QueryParameter(description="only online (true) or offline (false)")] = None,
+        online: Annotated[
+            bool | None, QueryParameter(description="only online (true) or offline (false)")
+        ] = None,
         offset: Annotated[int, QueryParameter(ge=0, le=1_000_000_000)] = 0,
         limit: Annotated[int, QueryParameter(ge=1, le=500)] = 100,
     ) -> Response[list[MinerRead]]:
@@ -235,7 +248,9 @@ async def heartbeat_socket(
                 continue
             except msgspec.DecodeError:
                 await socket.send_text(
-                    _ack_encoder.encode({"type": "error", "detail": "each message must be one JSON object"}).decode()
+                    _ack_encoder.encode(
+                        {"type": "error", "detail": "each message must be one JSON object"}
+                    ).decode()
                 )
                 continue
             if apply_beat.live_miner(auth.token_hash, miner_id) is None:

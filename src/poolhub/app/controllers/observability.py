@@ -15,7 +15,7 @@ from poolhub.domain.ports import Clock
 
 class ObservabilityController(Controller):
     path = "/v1"
-    tags = ["observability"]
+    tags = ["observability"]  # noqa: RUF012  (Litestar reads it as a class attribute)
 
     @get(
         "/health",
@@ -24,7 +24,10 @@ class ObservabilityController(Controller):
     )
     @inject
     async def health(
-        self, directory: FromDishka[MinerDirectory], probe: FromDishka[DatabaseProbe], clock: FromDishka[Clock]
+        self,
+        directory: FromDishka[MinerDirectory],
+        probe: FromDishka[DatabaseProbe],
+        clock: FromDishka[Clock],
     ) -> Response[Health]:
         now = clock.now()
         avg = directory.avg_latency_ms(now)

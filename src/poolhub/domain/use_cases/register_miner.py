@@ -73,7 +73,9 @@ class RegisterMiner:
         key_hash = hash_api_key(self._secret.value, registration.api_key)
         stored_hash = await self._miners.api_key_hash(spec.miner_id)
         if stored_hash is not None and not same_secret(stored_hash, key_hash):
-            raise AuthenticationError(f"api_key does not match the one miner '{spec.miner_id}' registered with")
+            raise AuthenticationError(
+                f"api_key does not match the one miner '{spec.miner_id}' registered with"
+            )
         now = self._clock.now()
         existing = self._directory.get(spec.miner_id) if stored_hash is not None else None
         if stored_hash is not None and existing is None:
