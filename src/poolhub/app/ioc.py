@@ -9,7 +9,12 @@ from dishka.integrations.litestar import LitestarProvider
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from poolhub.adapters.db.engine import make_engine, make_session_factory
-from poolhub.adapters.db.repositories import SqlMinerRepository, SqlPresenceRepository, SqlSessionRepository
+from poolhub.adapters.db.repositories import (
+    SqlMinerRepository,
+    SqlPresenceRepository,
+    SqlSessionRepository,
+    SqlTickLock,
+)
 from poolhub.adapters.db.uow import SqlUnitOfWork
 from poolhub.adapters.system import SecretsTokenSource, SystemClock
 from poolhub.app.auth import RoleSecrets
@@ -23,6 +28,7 @@ from poolhub.domain.ports import (
     MinerRepository,
     PresenceRepository,
     SessionRepository,
+    TickLock,
     TokenSource,
     UnitOfWork,
 )
@@ -101,6 +107,7 @@ class PersistenceProvider(Provider):
     sessions = provide(SqlSessionRepository, provides=SessionRepository, scope=Scope.REQUEST)
     presence = provide(SqlPresenceRepository, provides=PresenceRepository, scope=Scope.REQUEST)
     uow = provide(SqlUnitOfWork, provides=UnitOfWork, scope=Scope.REQUEST)
+    tick_lock = provide(SqlTickLock, provides=TickLock, scope=Scope.REQUEST)
 
 
 class UseCaseProvider(Provider):

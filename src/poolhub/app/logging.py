@@ -3,11 +3,24 @@
 from __future__ import annotations
 
 import logging
+import re
 import sys
 
 import structlog
 
 _SECRET_KEYS = frozenset({"authorization", "session_token", "api_key", "token", "password"})
+_SECRET_IN_TEXT = re.compile(r"(session_token|api_key|token)=[^&\s\"']+", re.IGNORECASE)
+
+
+class RedactSecrets(logging.Filter):
+    """uvicorn logs WebSocket paths with their query string, where a miner may carry its token."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        redacted = _SECRET_IN_TEXT.sub(r"\1=[redacted]", message)
+        if redacted != message:
+            record.msg, record.args = redacted, ()
+        return True
 
 
 def _redact(_: object, __: str, event: structlog.types.EventDict) -> structlog.types.EventDict:
@@ -45,6 +58,7 @@ def configure_logging(level: str = "INFO") -> None:
             ],
         )
     )
+    handler.addFilter(RedactSecrets())
     root = logging.getLogger()
     root.handlers = [handler]
     root.setLevel(level)

@@ -18,6 +18,7 @@ from poolhub.app.controllers.observability import ObservabilityController
 from poolhub.app.errors import EXCEPTION_HANDLERS
 from poolhub.app.ioc import make_container
 from poolhub.app.middleware import access_log_middleware
+from poolhub.app.schedulers import PeriodicJob, Scheduler
 from poolhub.app.settings import Settings
 
 MAX_BODY_BYTES = 1024 * 1024
@@ -31,16 +32,25 @@ Errors are `{status_code, detail, extra?}`; bad input is 400 and changes nothing
 """
 
 
+def periodic_jobs(settings: Settings) -> list[PeriodicJob]:
+    """Jobs that run once per tick across all processes; each feature adds its own here."""
+    jobs: list[PeriodicJob] = []
+    return jobs
+
+
 def create_app(settings: Settings, container: AsyncContainer | None = None) -> Litestar:
     container = container or make_container(settings)
     background = Background(container)
+    scheduler = Scheduler(container, periodic_jobs(settings))
 
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
         await background.start()
+        scheduler.start()
         try:
             yield
         finally:
+            await scheduler.stop()
             await background.stop()
             await container.close()
 
@@ -65,5 +75,6 @@ def create_app(settings: Settings, container: AsyncContainer | None = None) -> L
         ),
     )
     app.state.background = background
+    app.state.scheduler = scheduler
     setup_dishka(container, app)
     return app

@@ -41,6 +41,8 @@ _NARROW_MIN: Final = 256
 _SAMPLE_SIZE: Final = 512
 # Tie groups up to this size are ordered by a Python sort of their ids; larger ones use cached id ranks.
 _SMALL_TIE_GROUP: Final = 512
+# Added to or taken from the price of ineligible rows so a plain min or max skips them.
+_FAR: Final = 1e300
 # The exploration share is a float, so top_k * share can land a hair under a whole number.
 _FLOOR_EPSILON: Final = 1e-9
 
@@ -391,8 +393,8 @@ class _EtaRanks:
     ) -> npt.NDArray[np.int32] | IntArray:
         """How many eligible rows have a strictly lower known eta than each scored row.
 
-        Scored rows are `rows` (= flatnonzero(eligible)), or every row when `rows` is None; `picked` holds their
-        etas. The count is junk where a row's own eta is unknown, or where it is not eligible.
+        Scored rows are `rows` (= flatnonzero(eligible)), or every row when `rows` is None; `picked` holds
+        their etas. The count is junk where a row's own eta is unknown, or where it is not eligible.
         """
         n = len(eligible)
         # A small subset is cheaper to sort directly than to walk the whole order.
@@ -809,19 +811,25 @@ class MinerIndex:
             return column[:n] if rows is None else column[rows]
 
         price = pick(self._price)
+        # Masked numpy calls (np.where, boolean assignment) cost ~10x a plain pass on a mixed mask, so the dense
+        # path folds the mask in arithmetically.
         ineligible = None if rows is not None else ~eligible
         cap = None
         if filtered.cap_hits is not None:
             hits = filtered.cap_hits[:n] if rows is None else filtered.cap_hits[rows]
             cap = np.multiply(hits, 1.0 / len(filtered.capabilities), dtype=np.float64)
-        # Eligible prices are >= 0 (upsert checks) and <= any max_price, so no term below leaves [0, 1].
+        # Eligible prices are >= 0 (upsert checks) and <= any max_price, and a correctly rounded division of
+        # a <= b stays <= 1, so neither price term leaves [0, 1].
         if hints.max_price is not None and float(hints.max_price) > 0:
             price_term = 1.0 - price / float(hints.max_price)
         elif hints.max_price is not None:
             price_term = np.ones(len(price), dtype=np.float64)
         else:
-            valid = price if ineligible is None else np.where(ineligible, np.nan, price)
-            cheapest, dearest = float(np.nanmin(valid)), float(np.nanmax(valid))
+            if ineligible is None:
+                cheapest, dearest = float(price.min()), float(price.max())
+            else:
+                shift = ineligible * _FAR
+                cheapest, dearest = float((price + shift).min()), float((price - shift).max())
             if dearest > cheapest:
                 price_term = (dearest - price) / (dearest - cheapest)
             else:
@@ -831,7 +839,11 @@ class MinerIndex:
         n_known = int(np.count_nonzero(known if ineligible is None else known & eligible))
         if n_known:
             lower = self._eta_ranks.lower_counts(self._eta, self._live, eligible, rows, eta)
-            latency = np.where(known, 1.0 - lower * (1.0 / n_known), 0.5)
+            # 1 - lower/n_known where the eta is known, 0.5 where it is not.
+            latency = lower * (-1.0 / n_known)
+            latency += 0.5
+            latency *= known
+            latency += 0.5
         else:
             latency = np.full(len(price), 0.5, dtype=np.float64)
         trust, load, penalty = pick(self._trust), pick(self._load), pick(self._penalty)
@@ -848,7 +860,8 @@ class MinerIndex:
         # Weights may sum to 1 + 1e-6, which must not lift a perfect miner above 1.
         np.minimum(score, 1.0, out=score)
         if ineligible is not None:
-            score[ineligible] = -1.0
+            # Pushes ineligible rows below -1, under every eligible score.
+            score -= np.multiply(ineligible, 2.0, out=scratch)
         return _Scored(rows, eligible, m, score, price, cap, price_term, latency, trust, load, penalty)
 
     def _top(self, scored: _Scored, positions: IntArray | None, k: int) -> list[int]:

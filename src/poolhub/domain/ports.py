@@ -1,13 +1,35 @@
-"""Ports: what the core needs from the outside world, named by role."""
+"""Ports: what the core needs from the outside world, named by role.
+
+`BillingGateway` (the coordinator's billing API) is defined beside the billing rules and re-exported here.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Protocol
 
+from poolhub.domain.billing import BillingGateway, UsageRecord
 from poolhub.domain.model import Miner, MinerStatus, Trust
+
+
+__all__ = [
+    "BillingGateway",
+    "Clock",
+    "FeedbackEntry",
+    "FeedbackRepository",
+    "MatchRecord",
+    "MatchRecordRepository",
+    "MinerRepository",
+    "PresenceRepository",
+    "SessionRepository",
+    "TickLock",
+    "TokenSource",
+    "UnitOfWork",
+    "UsageLedger",
+]
 
 
 class Clock(Protocol):
@@ -75,3 +97,58 @@ class PresenceRepository(Protocol):
 
     async def record(self, intervals: Sequence[tuple[str, datetime, datetime]]) -> None:
         """Upsert (miner_id, started_at, ended_at): the interval begun at started_at ends at ended_at."""
+
+
+@dataclass(frozen=True, slots=True)
+class FeedbackEntry:
+    job_id: str
+    miner_id: str
+    outcome: str
+    created_at: datetime
+    latency_ms: float | None = None
+    duration_ms: float | None = None
+    fail_code: str | None = None
+    tokens_spent: float | None = None
+    tenant_id: str | None = None
+
+
+class FeedbackRepository(Protocol):
+    """Durable feedback; (job_id, miner_id, outcome) is unique in the database. Never commits."""
+
+    async def add(self, entry: FeedbackEntry) -> bool:
+        """Insert unless the same (job_id, miner_id, outcome) exists; True when it was new."""
+
+
+@dataclass(frozen=True, slots=True)
+class MatchRecord:
+    job_id: str
+    tenant_id: str | None
+    requested_at: datetime
+    request: Mapping[str, object]
+    candidates: Sequence[Mapping[str, object]]
+    explain: str
+    considered: int
+    returned: int
+
+
+class MatchRecordRepository(Protocol):
+    """Answered match requests (audit, SLA, api_calls billing). Never commits."""
+
+    async def add_many(self, records: Sequence[MatchRecord]) -> None: ...
+
+    async def tenant_of_job(self, job_id: str) -> str | None:
+        """The tenant named by the newest match request for this job, if any."""
+
+
+class UsageLedger(Protocol):
+    """The usage ledger: one row per idempotency key. Never commits."""
+
+    async def add(self, records: Sequence[UsageRecord]) -> int:
+        """Insert the records whose key is new (others are skipped, not updated); returns how many were new."""
+
+
+class TickLock(Protocol):
+    """Claims one scheduled run across every process sharing the database. Commits its own claim."""
+
+    async def claim(self, job: str, tick_at: datetime, now: datetime) -> bool:
+        """True for exactly one caller per (job, tick_at)."""

@@ -6,7 +6,7 @@ from datetime import datetime
 
 from advanced_alchemy.base import BigIntBase, DefaultBase
 from advanced_alchemy.types import DateTimeUTC, JsonB
-from sqlalchemy import Boolean, Float, ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy import BigInteger, Boolean, Float, ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 # Exact decimal text: SQLite has no decimal type, and prices are never summed in SQL.
@@ -84,3 +84,87 @@ class PresenceIntervalRow(BigIntBase):
     miner_id: Mapped[str] = mapped_column(String(64), ForeignKey("miners.miner_id", ondelete="CASCADE"))
     started_at: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True))
     ended_at: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True))
+
+
+class FeedbackRow(BigIntBase):
+    """The coordinator's word on a job; (job_id, miner_id, outcome) happens once."""
+
+    __tablename__ = "feedback"
+    __table_args__ = (
+        UniqueConstraint("job_id", "miner_id", "outcome", name="uq_feedback_job_miner_outcome"),
+        Index("ix_feedback_miner_created", "miner_id", "created_at"),
+        Index("ix_feedback_created", "created_at"),
+    )
+
+    job_id: Mapped[str] = mapped_column(String(64))
+    miner_id: Mapped[str] = mapped_column(String(64), ForeignKey("miners.miner_id", ondelete="CASCADE"))
+    outcome: Mapped[str] = mapped_column(String(16))
+    latency_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
+    duration_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
+    fail_code: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    tokens_spent: Mapped[float | None] = mapped_column(Float, nullable=True)
+    tenant_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True))
+
+
+class MatchRecordRow(BigIntBase):
+    """One answered match request, kept for SLA, billing (api_calls) and audit; written in batches."""
+
+    __tablename__ = "match_records"
+    __table_args__ = (
+        Index("ix_match_records_job", "job_id"),
+        Index("ix_match_records_tenant_requested", "tenant_id", "requested_at"),
+        Index("ix_match_records_requested", "requested_at"),
+    )
+
+    job_id: Mapped[str] = mapped_column(String(64))
+    tenant_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    requested_at: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True))
+    request: Mapped[dict[str, object]] = mapped_column(JsonB)
+    candidates: Mapped[list[dict[str, object]]] = mapped_column(JsonB)
+    explain: Mapped[str] = mapped_column(String(2048))
+    considered: Mapped[int] = mapped_column(Integer)
+    returned: Mapped[int] = mapped_column(Integer)
+
+
+class UsageRecordRow(BigIntBase):
+    """The usage ledger. Quantities and amounts are scaled integers so sums are exact on every database."""
+
+    __tablename__ = "usage_records"
+    __table_args__ = (
+        Index("ix_usage_records_status_next", "status", "next_attempt_at"),
+        Index("ix_usage_records_tenant_end", "tenant_id", "usage_end"),
+        Index("ix_usage_records_usage_end", "usage_end"),
+    )
+
+    idempotency_key: Mapped[str] = mapped_column(String(255), unique=True)
+    tenant_id: Mapped[str] = mapped_column(String(64))
+    miner_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    resource_type: Mapped[str] = mapped_column(String(32))
+    unit: Mapped[str] = mapped_column(String(16))
+    quantity_e12: Mapped[int] = mapped_column(BigInteger)
+    unit_price: Mapped[str] = mapped_column(PRICE)
+    amount_e8: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(8))
+    usage_start: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True))
+    usage_end: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True))
+    job_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    metadata_: Mapped[dict[str, object]] = mapped_column("metadata", JsonB)
+    created_at: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True))
+    # pending → synced, or → rejected (kept with its reason, never retried automatically)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(DateTimeUTC(timezone=True), nullable=True)
+    last_error: Mapped[str | None] = mapped_column(String(1024), nullable=True)
+    synced_at: Mapped[datetime | None] = mapped_column(DateTimeUTC(timezone=True), nullable=True)
+
+
+class SchedulerTickRow(DefaultBase):
+    """One row per (job, tick): the primary key lets exactly one process claim each scheduled run."""
+
+    __tablename__ = "scheduler_ticks"
+
+    job: Mapped[str] = mapped_column(String(64), primary_key=True)
+    tick_at: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True), primary_key=True)
+    claimed_by: Mapped[str] = mapped_column(String(36))
+    claimed_at: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True))

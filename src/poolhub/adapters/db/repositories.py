@@ -13,10 +13,16 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from poolhub.adapters.db.models import MinerRow, MinerStatusRow, PresenceIntervalRow, SessionRow
+from poolhub.adapters.db.models import (
+    MinerRow,
+    MinerStatusRow,
+    PresenceIntervalRow,
+    SchedulerTickRow,
+    SessionRow,
+)
 from poolhub.domain.errors import ConflictError
 from poolhub.domain.model import LeasePolicy, Miner, MinerSpec, MinerStatus, Trust
-from poolhub.domain.ports import MinerRepository, PresenceRepository, SessionRepository
+from poolhub.domain.ports import MinerRepository, PresenceRepository, SessionRepository, TickLock
 
 
 def dialect_insert(session: AsyncSession, table: Any) -> Any:
@@ -272,3 +278,20 @@ class SqlPresenceRepository(PresenceRepository):
             statement,
             [{"miner_id": m, "started_at": start, "ended_at": end} for m, start, end in intervals],
         )
+
+
+class SqlTickLock(TickLock):
+    """INSERT … ON CONFLICT DO NOTHING on (job, tick): the database picks the one winner."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def claim(self, job: str, tick_at: datetime, now: datetime) -> bool:
+        statement = (
+            dialect_insert(self._session, SchedulerTickRow.__table__)
+            .values(job=job, tick_at=tick_at, claimed_by=PROCESS_ID, claimed_at=now)
+            .on_conflict_do_nothing(index_elements=["job", "tick_at"])
+        )
+        result = await self._session.execute(statement)
+        await self._session.commit()
+        return bool(result.rowcount)  # type: ignore[attr-defined]
