@@ -14,7 +14,6 @@ from typing import Protocol
 from poolhub.domain.billing import BillingGateway, UsageRecord
 from poolhub.domain.model import Miner, MinerStatus, Trust
 
-
 __all__ = [
     "BillingGateway",
     "Clock",
@@ -144,7 +143,7 @@ class UsageLedger(Protocol):
     """The usage ledger: one row per idempotency key. Never commits."""
 
     async def add(self, records: Sequence[UsageRecord]) -> int:
-        """Insert the records whose key is new (others are skipped, not updated); returns how many were new."""
+        """Insert the records whose key is new (others are skipped, not updated); returns the new count."""
 
 
 class TickLock(Protocol):
