@@ -43,6 +43,9 @@ def test_settings(database_url: str, **overrides: object) -> Settings:
     return Settings(**values)  # type: ignore[arg-type]
 
 
+test_settings.__test__ = False  # type: ignore[attr-defined]  # a helper, not a test
+
+
 @pytest.fixture(scope="session", params=BACKENDS)
 def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
     if request.param == "sqlite":
@@ -88,7 +91,7 @@ class Hub:
     client: httpx.AsyncClient
 
     async def flush(self) -> None:
-        await self.app.state.background.flush_beats()
+        await self.app.state.background.flush()
 
 
 @pytest.fixture

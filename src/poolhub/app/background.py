@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import structlog
 from dishka import AsyncContainer
@@ -13,7 +13,15 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from poolhub.domain.directory import MinerDirectory
-from poolhub.domain.ports import Clock, MinerRepository, PresenceRepository, SessionRepository, UnitOfWork
+from poolhub.domain.match_log import MatchLog
+from poolhub.domain.ports import (
+    Clock,
+    MatchRecordRepository,
+    MinerRepository,
+    PresenceRepository,
+    SessionRepository,
+    UnitOfWork,
+)
 
 _log = structlog.get_logger("poolhub.background")
 
@@ -49,12 +57,12 @@ class Background:
     def __init__(self, container: AsyncContainer) -> None:
         self._container = container
         self._tasks: list[asyncio.Task[None]] = []
-        self._last_refresh = None
+        self._last_refresh: datetime | None = None
 
     async def start(self) -> None:
         await self.warm_directory()
         self._tasks = [
-            asyncio.create_task(self._every(FLUSH_INTERVAL_SEC, self.flush_beats), name="flush-beats"),
+            asyncio.create_task(self._every(FLUSH_INTERVAL_SEC, self.flush), name="flush"),
             asyncio.create_task(self._every(REFRESH_INTERVAL_SEC, self.refresh_directory), name="refresh"),
             asyncio.create_task(self._every(PROBE_INTERVAL_SEC, self.probe_database), name="probe-db"),
             asyncio.create_task(self._every(TRUST_REAGE_INTERVAL_SEC, self.reage_trust), name="reage-trust"),
@@ -67,7 +75,7 @@ class Background:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
-        await self.flush_beats()
+        await self.flush()
 
     async def _every(self, seconds: float, job: Callable[[], Awaitable[object]]) -> None:
         while True:
@@ -85,6 +93,27 @@ class Background:
             miners = await (await scope.get(MinerRepository)).all()
         directory.merge(miners, clock.now())
         await self.probe_database()
+
+    async def flush(self) -> None:
+        """Save what hot paths queued: beats, then match records (each batch in its own transaction)."""
+        try:
+            await self.flush_beats()
+        finally:
+            await self.flush_match_records()
+
+    async def flush_match_records(self) -> int:
+        log = await self._container.get(MatchLog)
+        records = log.take()
+        if not records:
+            return 0
+        try:
+            async with self._container() as scope:
+                await (await scope.get(MatchRecordRepository)).add_many(records)
+                await (await scope.get(UnitOfWork)).commit()
+        except Exception:
+            log.requeue(records)
+            raise
+        return len(records)
 
     async def flush_beats(self) -> int:
         """Save every coalesced beat in one batched statement per table; requeue them if that fails."""

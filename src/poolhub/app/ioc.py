@@ -8,8 +8,11 @@ from dishka import AsyncContainer, Provider, Scope, from_context, make_async_con
 from dishka.integrations.litestar import LitestarProvider
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from poolhub.adapters.db.billing_repositories import SqlUsageLedger
 from poolhub.adapters.db.engine import make_engine, make_session_factory
 from poolhub.adapters.db.repositories import (
+    SqlFeedbackRepository,
+    SqlMatchRecordRepository,
     SqlMinerRepository,
     SqlPresenceRepository,
     SqlSessionRepository,
@@ -21,20 +24,27 @@ from poolhub.app.auth import RoleSecrets
 from poolhub.app.background import DatabaseProbe
 from poolhub.app.metrics import Metrics
 from poolhub.app.settings import Settings
+from poolhub.domain.billing import UnitPrices
 from poolhub.domain.directory import MinerDirectory
+from poolhub.domain.match_log import MatchLog
+from poolhub.domain.matching import ExplorationPolicy
 from poolhub.domain.model import LeasePolicy
 from poolhub.domain.ports import (
     Clock,
+    FeedbackRepository,
+    MatchRecordRepository,
     MinerRepository,
     PresenceRepository,
     SessionRepository,
     TickLock,
     TokenSource,
     UnitOfWork,
+    UsageLedger,
 )
 from poolhub.domain.trust import TrustPolicy
 from poolhub.domain.use_cases.authenticate_miner import AuthenticateMiner, OtherRoleSecrets
 from poolhub.domain.use_cases.list_miners import ListMiners
+from poolhub.domain.use_cases.match_job import MatchJob, MatchPolicy
 from poolhub.domain.use_cases.miner_session import (
     ApplyBeat,
     LogoutMiner,
@@ -42,6 +52,7 @@ from poolhub.domain.use_cases.miner_session import (
     RenewLease,
     UpdateMinerStatus,
 )
+from poolhub.domain.use_cases.record_feedback import RecordFeedback
 from poolhub.domain.use_cases.register_miner import RegisterMiner, ServerSecret
 
 
@@ -122,12 +133,35 @@ class UseCaseProvider(Provider):
     list_miners = provide(ListMiners)
 
 
+class MatchingProvider(Provider):
+    """Matching answers from memory (APP scope); feedback writes through the request's session."""
+
+    @provide(scope=Scope.APP)
+    def policy(self, settings: Settings) -> MatchPolicy:
+        return MatchPolicy(settings.default_weights, ExplorationPolicy(share=settings.exploration_share))
+
+    @provide(scope=Scope.APP)
+    def prices(self, settings: Settings) -> UnitPrices:
+        return settings.billing_unit_prices
+
+    @provide(scope=Scope.APP)
+    def match_log(self) -> MatchLog:
+        return MatchLog()
+
+    match_job = provide(MatchJob, scope=Scope.APP)
+    feedback = provide(SqlFeedbackRepository, provides=FeedbackRepository, scope=Scope.REQUEST)
+    match_records = provide(SqlMatchRecordRepository, provides=MatchRecordRepository, scope=Scope.REQUEST)
+    ledger = provide(SqlUsageLedger, provides=UsageLedger, scope=Scope.REQUEST)
+    record_feedback = provide(RecordFeedback, scope=Scope.REQUEST)
+
+
 def make_container(settings: Settings, *overrides: Provider) -> AsyncContainer:
     """The application container; tests pass providers that replace the outside world."""
     return make_async_container(
         CoreProvider(),
         PersistenceProvider(),
         UseCaseProvider(),
+        MatchingProvider(),
         LitestarProvider(),
         *overrides,
         context={Settings: settings},

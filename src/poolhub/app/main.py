@@ -13,6 +13,7 @@ from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
 from poolhub.app.background import Background
+from poolhub.app.controllers.match import MatchController
 from poolhub.app.controllers.miners import MinerController, heartbeat_socket
 from poolhub.app.controllers.observability import ObservabilityController
 from poolhub.app.errors import EXCEPTION_HANDLERS
@@ -55,7 +56,7 @@ def create_app(settings: Settings, container: AsyncContainer | None = None) -> L
             await container.close()
 
     app = Litestar(
-        route_handlers=[MinerController, heartbeat_socket, ObservabilityController],
+        route_handlers=[MinerController, heartbeat_socket, ObservabilityController, MatchController],
         lifespan=[lifespan],
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=[access_log_middleware],

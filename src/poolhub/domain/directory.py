@@ -82,6 +82,13 @@ class MinerDirectory:
         self._pending[miner_id] = status
         return updated
 
+    def update_status(self, miner_id: str, status: MinerStatus) -> None:
+        """A status change that is not a beat (the lease is untouched); queued for the flusher too."""
+        miner = self._miners[miner_id]
+        self._miners[miner_id] = replace(miner, status=status)
+        self.index.update_status(miner_id, eta_ms=status.avg_latency_ms)
+        self._pending[miner_id] = status
+
     def take_pending(self) -> list[PendingBeat]:
         """Hand the queued statuses to the flusher; `requeue` gives them back if saving fails."""
         pending = [PendingBeat(miner_id, status) for miner_id, status in self._pending.items()]

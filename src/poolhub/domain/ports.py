@@ -56,6 +56,9 @@ class MinerRepository(Protocol):
 
     async def get(self, miner_id: str) -> Miner | None: ...
 
+    async def get_for_update(self, miner_id: str) -> Miner | None:
+        """Like `get`, locking the miner's row until commit (trust updates read-modify-write it)."""
+
     async def api_key_hash(self, miner_id: str) -> str | None: ...
 
     async def save_registration(self, miner: Miner, api_key_hash: str) -> None:

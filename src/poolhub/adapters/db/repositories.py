@@ -8,12 +8,14 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Select, Table, and_, bindparam, or_, select, update
+from sqlalchemy import Select, Table, and_, bindparam, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from poolhub.adapters.db.models import (
+    FeedbackRow,
+    MatchRecordRow,
     MinerRow,
     MinerStatusRow,
     PresenceIntervalRow,
@@ -22,7 +24,16 @@ from poolhub.adapters.db.models import (
 )
 from poolhub.domain.errors import ConflictError
 from poolhub.domain.model import LeasePolicy, Miner, MinerSpec, MinerStatus, Trust
-from poolhub.domain.ports import MinerRepository, PresenceRepository, SessionRepository, TickLock
+from poolhub.domain.ports import (
+    FeedbackEntry,
+    FeedbackRepository,
+    MatchRecord,
+    MatchRecordRepository,
+    MinerRepository,
+    PresenceRepository,
+    SessionRepository,
+    TickLock,
+)
 
 
 def dialect_insert(session: AsyncSession, table: Any) -> Any:
@@ -98,6 +109,14 @@ class SqlMinerRepository(MinerRepository):
 
     async def get(self, miner_id: str) -> Miner | None:
         result = await self._session.execute(_miners_query().where(MinerRow.miner_id == miner_id))
+        row = result.first()
+        return _to_miner(row[0], row[1]) if row is not None else None
+
+    async def get_for_update(self, miner_id: str) -> Miner | None:
+        # SQLite ignores FOR UPDATE; there every write transaction starts with BEGIN IMMEDIATE instead.
+        result = await self._session.execute(
+            _miners_query().where(MinerRow.miner_id == miner_id).with_for_update(of=MinerRow)
+        )
         row = result.first()
         return _to_miner(row[0], row[1]) if row is not None else None
 
@@ -295,3 +314,61 @@ class SqlTickLock(TickLock):
         result = await self._session.execute(statement)
         await self._session.commit()
         return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+class SqlFeedbackRepository(FeedbackRepository):
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def add(self, entry: FeedbackEntry) -> bool:
+        statement = (
+            dialect_insert(self._session, FeedbackRow.__table__)
+            .values(
+                job_id=entry.job_id,
+                miner_id=entry.miner_id,
+                outcome=entry.outcome,
+                latency_ms=entry.latency_ms,
+                duration_ms=entry.duration_ms,
+                fail_code=entry.fail_code,
+                tokens_spent=entry.tokens_spent,
+                tenant_id=entry.tenant_id,
+                created_at=entry.created_at,
+            )
+            .on_conflict_do_nothing(index_elements=["job_id", "miner_id", "outcome"])
+        )
+        result = await self._session.execute(statement)
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+class SqlMatchRecordRepository(MatchRecordRepository):
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def add_many(self, records: Sequence[MatchRecord]) -> None:
+        if not records:
+            return
+        await self._session.execute(
+            insert(MatchRecordRow),
+            [
+                {
+                    "job_id": r.job_id,
+                    "tenant_id": r.tenant_id,
+                    "requested_at": r.requested_at,
+                    "request": dict(r.request),
+                    "candidates": [dict(c) for c in r.candidates],
+                    "explain": r.explain[:2048],
+                    "considered": r.considered,
+                    "returned": r.returned,
+                }
+                for r in records
+            ],
+        )
+
+    async def tenant_of_job(self, job_id: str) -> str | None:
+        result = await self._session.execute(
+            select(MatchRecordRow.tenant_id)
+            .where(MatchRecordRow.job_id == job_id)
+            .order_by(MatchRecordRow.requested_at.desc())
+            .limit(1)
+        )
+        return result.scalar_one_or_none()

@@ -11,9 +11,11 @@ from dishka import AsyncContainer
 from dishka.integrations.litestar import FromDishka, inject, inject_websocket
 from litestar import Controller, Response, WebSocket, get, post, route, websocket
 from litestar.exceptions import WebSocketDisconnect
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import HeaderParameter, JSONBody, QueryParameter
 
 from poolhub.app.auth import Role, bearer_token, require
+from poolhub.app.metrics import Metrics
 from poolhub.app.schemas import (
     LeaseAck,
     LeaseRenewed,
@@ -117,7 +119,7 @@ class MinerController(Controller):
         summary="Register a miner (or re-register it with the same api_key)",
         description="No token: the api_key authenticates. 201 for a new miner, 200 for an existing one. "
         "Re-registering revokes the miner's older session tokens.",
-        responses={201: None},  # type: ignore[dict-item]
+        responses={201: ResponseSpec(MinerRegistered, description="a new miner was registered")},
     )
     @inject
     async def register(
@@ -163,8 +165,10 @@ class MinerController(Controller):
         data: JSONBody[MinerHeartbeat],
         authorization: Authorization,
         use_case: FromDishka[RecordHeartbeat],
+        metrics: FromDishka[Metrics],
     ) -> LeaseAck:
         expires = await use_case.execute(bearer_token(authorization), _beat(data))
+        metrics.heartbeats.inc()
         return LeaseAck(status="ok", lease_expires_at=expires)
 
     @route(
@@ -222,6 +226,7 @@ async def heartbeat_socket(
     socket: WebSocket[Any, Any, Any],
     container: FromDishka[AsyncContainer],
     apply_beat: FromDishka[ApplyBeat],
+    metrics: FromDishka[Metrics],
 ) -> None:
     """One JSON beat per message, each answered `{type:"ack", lease_expires_at}`.
 
@@ -257,6 +262,7 @@ async def heartbeat_socket(
                 await socket.close(code=WS_UNAUTHORIZED, reason="session expired or revoked: register again")
                 return
             expires = apply_beat.apply(miner_id, _beat(beat))
+            metrics.heartbeats.inc()
             await socket.send_text(_ack_encoder.encode(WsAck(type="ack", lease_expires_at=expires)).decode())
     except WebSocketDisconnect:
         return
