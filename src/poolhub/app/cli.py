@@ -79,8 +79,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-# Later subcommands (bench, coordinator-stub, simulate, …) register themselves here.
-EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]] = []
+def _register_bench(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from poolhub.app.tools.bench import register
+
+    register(commands)
+
+
+# Later subcommands (coordinator-stub, simulate, …) register themselves here.
+EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]] = [
+    _register_bench,
+]
 
 
 def main(argv: Sequence[str] | None = None) -> None:

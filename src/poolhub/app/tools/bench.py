@@ -1,0 +1,211 @@
+"""`poolhub bench …`: measure the running service against a baseline endpoint of the same app, same run."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from poolhub.app.tools.fleet import job_request, miner_profiles
+from poolhub.app.tools.hubproc import (
+    COORDINATOR_SECRET,
+    DEFAULT_PG_SERVER,
+    HubProcess,
+    create_database,
+    drop_database,
+    start_hub,
+)
+from poolhub.app.tools.loadgen import LoadResult, encode_request, run_load
+
+BENCHMARKS_MD = Path("docs/BENCHMARKS.md")
+console = Console()
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    name: str
+    result: LoadResult
+    concurrency: int
+
+
+def machine_line() -> str:
+    memory = ""
+    try:
+        total_kb = int(Path("/proc/meminfo").read_text().split()[1])
+        memory = f", {total_kb / 1024 / 1024:.0f} GiB RAM"
+    except (OSError, ValueError, IndexError):
+        pass
+    cpu = platform.processor() or platform.machine()
+    try:
+        model = next(
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        )
+        cpu = model
+    except (OSError, StopIteration):
+        pass
+    cores = os.cpu_count() or "?"
+    system = f"{platform.system()} {platform.release()}"
+    return f"{system}, {cores} cores ({cpu}){memory}, Python {platform.python_version()}"
+
+
+def append_report(title: str, lines: list[str]) -> None:
+    BENCHMARKS_MD.parent.mkdir(parents=True, exist_ok=True)
+    if not BENCHMARKS_MD.exists():
+        BENCHMARKS_MD.write_text(
+            "# Benchmarks\n\nWritten by `poolhub bench …`; each section is one run, newest last. "
+            "Every run measures a baseline endpoint of the same app in the same run.\n"
+        )
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    with BENCHMARKS_MD.open("a") as out:
+        out.write(f"\n## {title} — {stamp}\n\nMachine: {machine_line()}\n\n" + "\n".join(lines) + "\n")
+
+
+def show(rows: list[Row], title: str) -> list[str]:
+    table = Table(title=title)
+    for column in ("endpoint", "concurrency", "requests", "errors", "req/s", "p50 ms", "p99 ms"):
+        table.add_column(column, justify="right" if column != "endpoint" else "left")
+    markdown = [
+        "| endpoint | concurrency | requests | errors | req/s | p50 ms | p99 ms |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for row in rows:
+        r = row.result
+        cells = (
+            row.name,
+            str(row.concurrency),
+            str(r.requests),
+            str(r.errors),
+            f"{r.rate:,.0f}",
+            f"{r.percentile(50):.2f}",
+            f"{r.percentile(99):.2f}",
+        )
+        table.add_row(*cells)
+        markdown.append("| " + " | ".join(cells) + " |")
+    console.print(table)
+    return markdown
+
+
+async def register_fleet(url: str, count: int, seed: int, concurrency: int = 32) -> LoadResult:
+    profiles = miner_profiles(count, seed)
+    bodies = [
+        encode_request("POST", f"{url}/v1/miners/register", json.dumps(p.body).encode()) for p in profiles
+    ]
+    return await run_load(
+        url, lambda n: bodies[n], concurrency=concurrency, requests=len(bodies), expect=(200, 201)
+    )
+
+
+def match_requests(url: str, seed: int) -> Callable[[int], bytes]:
+    rng = random.Random(seed)
+    auth = {"Authorization": f"Bearer {COORDINATOR_SECRET}"}
+    pool = [
+        encode_request("POST", f"{url}/v1/match", json.dumps(job_request(rng, n)).encode(), auth)
+        for n in range(4096)
+    ]
+    return lambda n: pool[n % len(pool)]
+
+
+async def measure_match(url: str, *, seed: int, seconds: float, samples: int) -> list[Row]:
+    health = encode_request("GET", f"{url}/v1/health")
+    match = match_requests(url, seed)
+    await run_load(url, match, concurrency=4, requests=500)  # warm-up
+    baseline = "GET /v1/health (baseline)"
+    return [
+        Row("POST /v1/match", await run_load(url, match, concurrency=1, requests=samples), 1),
+        Row(baseline, await run_load(url, lambda _: health, concurrency=1, requests=samples), 1),
+        Row("POST /v1/match", await run_load(url, match, concurrency=32, seconds=seconds), 32),
+        Row(baseline, await run_load(url, lambda _: health, concurrency=32, seconds=seconds), 32),
+    ]
+
+
+async def bench_match(args: argparse.Namespace) -> None:
+    hub: HubProcess | None = None
+    database_url = None
+    try:
+        if args.url:
+            url = args.url
+        else:
+            database_url = args.database_url or await create_database(args.pg_server)
+            # A long grace keeps the fleet online without heartbeats, so only matching is measured.
+            hub = await start_hub(
+                database_url, log_path=Path("var/bench-hub.log"), extra_env={"HEARTBEAT_GRACE_SEC": "86400"}
+            )
+            url = hub.url
+        console.print(f"registering {args.miners:,} miners at {url} …")
+        registered = await register_fleet(url, args.miners, args.seed)
+        console.print(
+            f"registered {registered.requests:,} in {registered.seconds:.1f} s "
+            f"({registered.rate:,.0f}/s, {registered.errors} errors)"
+        )
+        rows = await measure_match(url, seed=args.seed, seconds=args.seconds, samples=args.samples)
+        lines = show(rows, f"match at N = {args.miners:,} online miners")
+        match1, _, match32, base32 = (row.result for row in rows)
+        summary = [
+            "",
+            f"N = {args.miners:,} online miners (seed {args.seed}), realistic requirements, top_k 3; "
+            f"database: {'PostgreSQL' if not args.url else args.url}.",
+            f"- match p99 at concurrency 1: **{match1.percentile(99):.2f} ms** (target ≤ 5 ms)",
+            f"- match throughput at concurrency 32: **{match32.rate:,.0f} req/s** = "
+            f"**{100 * match32.rate / base32.rate:.0f} %** of the baseline's {base32.rate:,.0f} req/s "
+            "(target ≥ 50 %)",
+            f"- registrations while filling the pool: {registered.rate:,.0f}/s at concurrency 32",
+        ]
+        for line in summary[1:]:
+            console.print(line)
+        append_report("poolhub bench match", lines + summary)
+    finally:
+        if hub is not None:
+            hub.stop()
+        if database_url and not args.database_url and not args.keep_database:
+            await drop_database(database_url)
+
+
+def bench_matcher(args: argparse.Namespace) -> None:
+    from poolhub.domain.matching_bench import benchmark_matcher
+
+    lines = ["| N | matches | p50 ms | p99 ms | mean ms |", "| --- | --- | --- | --- | --- |"]
+    for n in args.sizes:
+        started = time.perf_counter()
+        result = benchmark_matcher(n, args.iterations, args.seed)
+        console.print(f"N={n:,}: {result}  ({time.perf_counter() - started:.1f} s)")
+        stats = f"{result['p50_ms']:.3f} | {result['p99_ms']:.3f} | {result['mean_ms']:.3f}"
+        lines.append(f"| {n:,} | {args.iterations} | {stats} |")
+    lines.append("\nThe matcher alone, in process, no HTTP (target ≤ 1 ms per match at N = 100,000).")
+    append_report("poolhub bench matcher", lines)
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    bench = commands.add_parser("bench", help="benchmarks; results are appended to docs/BENCHMARKS.md")
+    kinds = bench.add_subparsers(dest="bench", required=True, metavar="BENCHMARK")
+
+    match = kinds.add_parser("match", help="POST /v1/match at N online miners vs GET /v1/health")
+    match.add_argument("--url", help="target a running hub instead of starting one (it must be empty)")
+    match.add_argument("--miners", type=int, default=10_000, help="online miners to register (default 10000)")
+    match.add_argument("--seconds", type=float, default=10, help="duration of each concurrency-32 run")
+    match.add_argument("--samples", type=int, default=3000, help="requests in each concurrency-1 run")
+    match.add_argument("--seed", type=int, default=7)
+    match.add_argument(
+        "--pg-server", default=DEFAULT_PG_SERVER, help="PostgreSQL server for a fresh database"
+    )
+    match.add_argument("--database-url", help="use this (empty, migrated or not) database instead")
+    match.add_argument("--keep-database", action="store_true", help="do not drop the fresh database")
+    match.set_defaults(handler=lambda a: asyncio.run(bench_match(a)))
+
+    matcher = kinds.add_parser("matcher", help="the in-process matcher alone at several pool sizes")
+    matcher.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
+    matcher.add_argument("--iterations", type=int, default=500)
+    matcher.add_argument("--seed", type=int, default=1)
+    matcher.set_defaults(handler=bench_matcher)
