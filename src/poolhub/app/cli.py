@@ -85,9 +85,16 @@ def _register_bench(commands: argparse._SubParsersAction[argparse.ArgumentParser
     register(commands)
 
 
-# Later subcommands (coordinator-stub, simulate, …) register themselves here.
+def _register_simulate(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from poolhub.app.tools.simulate import register
+
+    register(commands)
+
+
+# Later subcommands register themselves here; each imports its module only when the CLI builds.
 EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]] = [
     _register_bench,
+    _register_simulate,
 ]
 
 

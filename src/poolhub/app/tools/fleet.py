@@ -109,3 +109,19 @@ def job_request(rng: random.Random, number: int, *, tenants: int = 5, top_k: int
         "hints": hints,
         "top_k": top_k,
     }
+
+
+@dataclass(frozen=True, slots=True)
+class JobOutcome:
+    completed: bool
+    duration_ms: float
+    latency_ms: float
+
+
+def draw_outcome(profile: MinerProfile, rng: random.Random) -> JobOutcome:
+    """How one job on this miner goes: flaky miners fail often and run slow."""
+    latency = profile.latency_ms * rng.lognormvariate(0.0, 0.25)
+    duration = latency * rng.uniform(2.0, 6.0)
+    return JobOutcome(
+        completed=rng.random() >= profile.failure_rate, duration_ms=duration, latency_ms=latency
+    )
