@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import functools
+import re
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Select, Table, and_, bindparam, insert, or_, select, update
+from sqlalchemy import Select, Table, and_, bindparam, insert, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -41,6 +43,38 @@ def dialect_insert(session: AsyncSession, table: Any) -> Any:
     if session.get_bind().dialect.name == "postgresql":
         return postgresql.insert(table)
     return sqlite.insert(table)
+
+
+@functools.cache
+def _upsert(dialect: str, table: Table, keys: tuple[str, ...], updates: tuple[str, ...]) -> Any:
+    module = postgresql if dialect == "postgresql" else sqlite
+    insert_ = module.insert(table).values(
+        {c.name: bindparam(c.name) for c in table.columns if c.name != "id"}
+    )
+    if updates:
+        statement = insert_.on_conflict_do_update(
+            index_elements=list(keys), set_={name: insert_.excluded[name] for name in updates}
+        )
+    else:
+        statement = insert_.on_conflict_do_nothing(index_elements=list(keys))
+    # ON CONFLICT statements carry no SQLAlchemy cache key, so they would be compiled on every call;
+    # a text clause with typed binds is compiled once and cached.
+    sql = str(statement.compile(dialect=module.dialect(paramstyle="named")))
+    # text() reads ":name::JSONB" as a literal; spell PostgreSQL's casts the standard way.
+    sql = re.sub(r":(\w+)::(\w+)", r"CAST(:\1 AS \2)", sql)
+    binds = [bindparam(c.name, type_=c.type) for c in table.columns if c.name != "id"]
+    return text(sql).bindparams(*binds)
+
+
+def upsert_statement(
+    session: AsyncSession, table: Any, keys: tuple[str, ...], updates: tuple[str, ...]
+) -> Any:
+    """INSERT … ON CONFLICT (keys) DO UPDATE SET updates (or DO NOTHING), built once per shape.
+
+    Values go as execute() parameters, never inlined with .values(), so SQLAlchemy compiles the
+    statement once and reuses it: compiling dominated the cost of a registration.
+    """
+    return _upsert(session.get_bind().dialect.name, table, keys, updates)
 
 
 def _to_miner(row: MinerRow, status: MinerStatusRow) -> Miner:
@@ -98,6 +132,12 @@ def _status_values(status: MinerStatus, lease: LeasePolicy, now: datetime) -> di
     }
 
 
+_MINER_UPDATES = tuple(
+    c.name for c in MinerRow.__table__.columns if c.name not in {"miner_id", "registered_at"}
+)
+_STATUS_UPDATES = tuple(c.name for c in MinerStatusRow.__table__.columns if c.name != "miner_id")
+
+
 def _miners_query() -> Select[tuple[MinerRow, MinerStatusRow]]:
     return select(MinerRow, MinerStatusRow).join(MinerStatusRow, MinerStatusRow.miner_id == MinerRow.miner_id)
 
@@ -150,25 +190,17 @@ class SqlMinerRepository(MinerRepository):
             "registered_at": miner.registered_at,
             "updated_at": miner.status.last_beat_at,
         }
-        spec_columns = [name for name in values if name not in {"miner_id", "registered_at"}]
-        insert_miner = dialect_insert(self._session, MinerRow.__table__).values(values)
+        status_values = {
+            "miner_id": spec.miner_id,
+            **_status_values(miner.status, self._lease, miner.status.last_beat_at),
+        }
         try:
             await self._session.execute(
-                insert_miner.on_conflict_do_update(
-                    index_elements=["miner_id"],
-                    set_={name: insert_miner.excluded[name] for name in spec_columns},
-                )
+                upsert_statement(self._session, MinerRow.__table__, ("miner_id",), _MINER_UPDATES), values
             )
-            status_values = {
-                "miner_id": spec.miner_id,
-                **_status_values(miner.status, self._lease, miner.status.last_beat_at),
-            }
-            insert_status = dialect_insert(self._session, MinerStatusRow.__table__).values(status_values)
             await self._session.execute(
-                insert_status.on_conflict_do_update(
-                    index_elements=["miner_id"],
-                    set_={name: insert_status.excluded[name] for name in status_values if name != "miner_id"},
-                )
+                upsert_statement(self._session, MinerStatusRow.__table__, ("miner_id",), _STATUS_UPDATES),
+                status_values,
             )
         except IntegrityError as exc:
             raise ConflictError(f"miner '{spec.miner_id}' is being registered concurrently; retry") from exc
@@ -230,17 +262,17 @@ class SqlSessionRepository(SessionRepository):
         self._session = session
 
     async def create(self, token_hash: str, miner_id: str, now: datetime, expires_at: datetime) -> None:
-        self._session.add(
-            SessionRow(
-                token_hash=token_hash,
-                miner_id=miner_id,
-                created_at=now,
-                expires_at=expires_at,
-                revoked_at=None,
-                updated_at=now,
-            )
+        await self._session.execute(
+            insert(SessionRow.__table__),
+            {
+                "token_hash": token_hash,
+                "miner_id": miner_id,
+                "created_at": now,
+                "expires_at": expires_at,
+                "revoked_at": None,
+                "updated_at": now,
+            },
         )
-        await self._session.flush()
 
     async def revoke_all(self, miner_id: str, now: datetime) -> list[str]:
         result = await self._session.execute(
@@ -288,10 +320,8 @@ class SqlPresenceRepository(PresenceRepository):
     async def record(self, intervals: Sequence[tuple[str, datetime, datetime]]) -> None:
         if not intervals:
             return
-        table = PresenceIntervalRow.__table__
-        statement = dialect_insert(self._session, table)
-        statement = statement.on_conflict_do_update(
-            index_elements=["miner_id", "started_at"], set_={"ended_at": statement.excluded.ended_at}
+        statement = upsert_statement(
+            self._session, PresenceIntervalRow.__table__, ("miner_id", "started_at"), ("ended_at",)
         )
         await self._session.execute(
             statement,
@@ -306,12 +336,10 @@ class SqlTickLock(TickLock):
         self._session = session
 
     async def claim(self, job: str, tick_at: datetime, now: datetime) -> bool:
-        statement = (
-            dialect_insert(self._session, SchedulerTickRow.__table__)
-            .values(job=job, tick_at=tick_at, claimed_by=PROCESS_ID, claimed_at=now)
-            .on_conflict_do_nothing(index_elements=["job", "tick_at"])
+        statement = upsert_statement(self._session, SchedulerTickRow.__table__, ("job", "tick_at"), ())
+        result = await self._session.execute(
+            statement, {"job": job, "tick_at": tick_at, "claimed_by": PROCESS_ID, "claimed_at": now}
         )
-        result = await self._session.execute(statement)
         await self._session.commit()
         return bool(result.rowcount)  # type: ignore[attr-defined]
 
@@ -321,22 +349,23 @@ class SqlFeedbackRepository(FeedbackRepository):
         self._session = session
 
     async def add(self, entry: FeedbackEntry) -> bool:
-        statement = (
-            dialect_insert(self._session, FeedbackRow.__table__)
-            .values(
-                job_id=entry.job_id,
-                miner_id=entry.miner_id,
-                outcome=entry.outcome,
-                latency_ms=entry.latency_ms,
-                duration_ms=entry.duration_ms,
-                fail_code=entry.fail_code,
-                tokens_spent=entry.tokens_spent,
-                tenant_id=entry.tenant_id,
-                created_at=entry.created_at,
-            )
-            .on_conflict_do_nothing(index_elements=["job_id", "miner_id", "outcome"])
+        statement = upsert_statement(
+            self._session, FeedbackRow.__table__, ("job_id", "miner_id", "outcome"), ()
         )
-        result = await self._session.execute(statement)
+        result = await self._session.execute(
+            statement,
+            {
+                "job_id": entry.job_id,
+                "miner_id": entry.miner_id,
+                "outcome": entry.outcome,
+                "latency_ms": entry.latency_ms,
+                "duration_ms": entry.duration_ms,
+                "fail_code": entry.fail_code,
+                "tokens_spent": entry.tokens_spent,
+                "tenant_id": entry.tenant_id,
+                "created_at": entry.created_at,
+            },
+        )
         return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
