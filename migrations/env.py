@@ -12,6 +12,7 @@ from dotenv import dotenv_values
 from sqlalchemy.engine import Connection
 
 import poolhub.adapters.db.models  # noqa: F401  (registers the tables)
+from poolhub.adapters.db import sla_models  # noqa: F401  (registers the SLA and capacity tables)
 from poolhub.adapters.db.engine import DEFAULT_DATABASE_URL, make_engine
 
 config = context.config

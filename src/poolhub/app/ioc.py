@@ -23,6 +23,7 @@ from poolhub.adapters.system import SecretsTokenSource, SystemClock
 from poolhub.app.auth import RoleSecrets
 from poolhub.app.background import DatabaseProbe
 from poolhub.app.metrics import Metrics
+from poolhub.app.providers_sla import SlaProvider
 from poolhub.app.settings import Settings
 from poolhub.domain.billing import UnitPrices
 from poolhub.domain.directory import MinerDirectory
@@ -162,6 +163,7 @@ def make_container(settings: Settings, *overrides: Provider) -> AsyncContainer:
         PersistenceProvider(),
         UseCaseProvider(),
         MatchingProvider(),
+        SlaProvider(),
         LitestarProvider(),
         *overrides,
         context={Settings: settings},

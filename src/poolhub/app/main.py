@@ -16,11 +16,13 @@ from poolhub.app.background import Background
 from poolhub.app.controllers.match import MatchController
 from poolhub.app.controllers.miners import MinerController, heartbeat_socket
 from poolhub.app.controllers.observability import ObservabilityController
+from poolhub.app.controllers.sla import SlaController
 from poolhub.app.errors import EXCEPTION_HANDLERS
 from poolhub.app.ioc import make_container
 from poolhub.app.middleware import access_log_middleware
 from poolhub.app.schedulers import PeriodicJob, Scheduler
 from poolhub.app.settings import Settings
+from poolhub.app.sla_jobs import sla_jobs, sla_penalty_lifespan
 
 MAX_BODY_BYTES = 1024 * 1024
 
@@ -36,6 +38,7 @@ Errors are `{status_code, detail, extra?}`; bad input is 400 and changes nothing
 def periodic_jobs(settings: Settings) -> list[PeriodicJob]:
     """Jobs that run once per tick across all processes; each feature adds its own here."""
     jobs: list[PeriodicJob] = []
+    jobs.extend(sla_jobs(settings))
     return jobs
 
 
@@ -56,8 +59,14 @@ def create_app(settings: Settings, container: AsyncContainer | None = None) -> L
             await container.close()
 
     app = Litestar(
-        route_handlers=[MinerController, heartbeat_socket, ObservabilityController, MatchController],
-        lifespan=[lifespan],
+        route_handlers=[
+            MinerController,
+            heartbeat_socket,
+            ObservabilityController,
+            MatchController,
+            SlaController,
+        ],
+        lifespan=[lifespan, sla_penalty_lifespan(container)],
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=[access_log_middleware],
         request_max_body_size=MAX_BODY_BYTES,

@@ -394,3 +394,40 @@ def _run_holt(y: FloatArray, alpha: float, beta: float) -> tuple[float, float, f
         level += trend + alpha * e
         trend += ab * e
     return level, trend, sse
+
+
+@dataclass(frozen=True, slots=True)
+class TimedForecast:
+    """A forecast whose points start at the hour after `now`: point k is for `origin` + k hours."""
+
+    origin: datetime
+    forecast: Forecast
+
+
+def forecast_from_now(
+    samples: Sequence[tuple[datetime, float]], now: datetime, hours_ahead: int, season: int = 24
+) -> TimedForecast:
+    """Forecast hours 1…`hours_ahead` after the hour of `now` from irregular (time, utilisation) samples.
+
+    The samples are resampled hourly (`hourly_series`). When the newest sample is older than the
+    current hour, the model forecasts across the gap too and only the hours after `now` are kept, so
+    point k is always `now` floored to the hour + k hours, whatever the age of the history.
+    """
+    if hours_ahead < 1:
+        raise InvalidInputError("hours_ahead must be at least 1")
+    origin = _floor_hour(now)
+    first, values = hourly_series(samples, now)
+    if not values:
+        return TimedForecast(origin=origin, forecast=forecast_utilization([], hours_ahead, season=season))
+    last = first + _HOUR * (len(values) - 1)
+    gap = int((origin - last) / _HOUR)
+    raw = forecast_utilization(values, gap + hours_ahead, season=season)
+    points = tuple(
+        ForecastPoint(hours_ahead=p.hours_ahead - gap, value=p.value, lower=p.lower, upper=p.upper)
+        for p in raw.points
+        if p.hours_ahead > gap
+    )
+    forecast = Forecast(
+        method=raw.method, points=points, history_points=raw.history_points, params=raw.params
+    )
+    return TimedForecast(origin=origin, forecast=forecast)

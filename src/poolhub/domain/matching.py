@@ -14,6 +14,7 @@ import numpy.typing as npt
 BoolArray = npt.NDArray[np.bool_]
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.intp]
+HitArray = npt.NDArray[np.uint8] | npt.NDArray[np.uint16]
 
 _WEIGHT_KEYS: Final = ("cap", "price", "latency", "trust", "load")
 _WEIGHT_SUM_TOLERANCE: Final = 1e-6
@@ -43,6 +44,8 @@ _SAMPLE_SIZE: Final = 512
 _SMALL_TIE_GROUP: Final = 512
 # Added to or taken from the price of ineligible rows so a plain min or max skips them.
 _FAR: Final = 1e300
+# Token sets whose filter results are kept, per kind (tags, capabilities).
+_TOKEN_CACHE_SIZE: Final = 32
 # The exploration share is a float, so top_k * share can land a hair under a whole number.
 _FLOOR_EPSILON: Final = 1e-9
 
@@ -312,50 +315,60 @@ def _check_price(price: Decimal) -> None:
 class _TokenBits:
     """Which rows carry which string tokens, as bits in uint64 words: one column per 64 distinct tokens.
 
-    Tokens are never forgotten, so a removed miner's rare tags keep their bit; the vocabulary is bounded by
-    what registered miners ever declared.
+    Matches ask for the same few token sets over and over (the popular models) while miners rarely change
+    their tags, so each set's result is cached until some row's tokens actually change. Tokens are never
+    forgotten: the vocabulary is whatever registered miners ever declared.
     """
 
     def __init__(self, capacity: int) -> None:
-        self.capacity = capacity
-        self.bits: dict[str, int] = {}
-        self.words: list[npt.NDArray[np.uint64]] = []
+        self._capacity = capacity
+        self._bits: dict[str, int] = {}
+        self._words: list[npt.NDArray[np.uint64]] = []
+        self._version = 0
+        self._cache: dict[frozenset[str], tuple[int, int, BoolArray, HitArray]] = {}
 
     def grow(self, capacity: int) -> None:
-        self.capacity = capacity
-        self.words = [np.asarray(_resized(word, capacity, 0), dtype=np.uint64) for word in self.words]
+        self._capacity = capacity
+        self._words = [np.asarray(_resized(word, capacity, 0), dtype=np.uint64) for word in self._words]
 
     def set_row(self, row: int, tokens: Iterable[str]) -> None:
-        for word in self.words:
-            word[row] = 0
+        wanted: dict[int, int] = {}
         for token in tokens:
-            bit = self.bits.get(token)
+            bit = self._bits.get(token)
             if bit is None:
-                bit = len(self.bits)
-                self.bits[token] = bit
-                if bit >> 6 == len(self.words):
-                    self.words.append(np.zeros(self.capacity, dtype=np.uint64))
-            self.words[bit >> 6][row] |= np.uint64(1 << (bit & 63))
+                bit = self._bits[token] = len(self._bits)
+                if bit >> 6 == len(self._words):
+                    self._words.append(np.zeros(self._capacity, dtype=np.uint64))
+            wanted[bit >> 6] = wanted.get(bit >> 6, 0) | (1 << (bit & 63))
+        for w, word in enumerate(self._words):
+            value = wanted.get(w, 0)
+            if int(word[row]) != value:
+                word[row] = value
+                self._version += 1
 
-    def masks(self, tokens: Sequence[str]) -> list[tuple[int, np.uint64]]:
-        """Per word, the bits of the tokens asked for; a token no miner ever declared has none."""
-        groups: dict[int, int] = {}
-        for token in tokens:
-            bit = self.bits.get(token)
-            if bit is not None:
-                groups[bit >> 6] = groups.get(bit >> 6, 0) | (1 << (bit & 63))
-        return [(word, np.uint64(mask)) for word, mask in groups.items()]
-
-    def any_of(self, masks: list[tuple[int, np.uint64]], n: int, out: BoolArray) -> None:
-        out[:] = False
-        for word, mask in masks:
-            out |= (self.words[word][:n] & mask) != 0
-
-    def count_of(self, masks: list[tuple[int, np.uint64]], n: int) -> npt.NDArray[np.uint16]:
-        hits = np.zeros(n, dtype=np.uint16)
-        for word, mask in masks:
-            hits += np.bitwise_count(self.words[word][:n] & mask)
-        return hits
+    def hits(self, tokens: Sequence[str], n: int) -> tuple[BoolArray, HitArray]:
+        """Per row: whether it has any of the tokens, and how many of them (read-only, possibly cached)."""
+        key = frozenset(tokens)
+        cached = self._cache.pop(key, None)
+        if cached is None or cached[0] != self._version or cached[1] != n:
+            groups: dict[int, int] = {}
+            for token in key:
+                bit = self._bits.get(token)
+                # A token no miner ever declared has no bit and matches nobody.
+                if bit is not None:
+                    groups[bit >> 6] = groups.get(bit >> 6, 0) | (1 << (bit & 63))
+            counts: HitArray = np.zeros(n, dtype=np.uint8)
+            for w, mask in groups.items():
+                word_hits = np.bitwise_count(self._words[w][:n] & np.uint64(mask))
+                counts = word_hits if len(groups) == 1 else np.add(counts, word_hits, dtype=np.uint16)
+            present = counts != 0
+            present.flags.writeable = False
+            counts.flags.writeable = False
+            cached = (self._version, n, present, counts)
+        self._cache[key] = cached
+        if len(self._cache) > _TOKEN_CACHE_SIZE:
+            del self._cache[next(iter(self._cache))]
+        return cached[2], cached[3]
 
 
 class _EtaRanks:
@@ -371,21 +384,35 @@ class _EtaRanks:
         # Each ordered row's eta as of the last refresh; unknown etas are NaN and sort last.
         self._values: FloatArray = np.empty(0, dtype=np.float64)
         self._dirty: BoolArray = np.zeros(capacity, dtype=np.bool_)
-        self._dirty_rows: list[int] = []
+        self._dirty_rows: IntArray = np.zeros(capacity, dtype=np.intp)
+        self._n_dirty = 0
+        # Dirty rows whose current eta is still to be placed among `_values`: done in one batch per match.
+        self._unplaced: list[int] = []
         # Per row: its place in the order (-1 when it has none), and the first place holding its eta, which is
         # how many ordered etas are lower. Both are stale for dirty rows but always within bounds.
         self._place: IntArray = np.full(capacity, -1, dtype=np.intp)
         self._start: IntArray = np.zeros(capacity, dtype=np.intp)
+        # Per dirty row: how many ordered etas are <= and < its current eta.
+        self._above: IntArray = np.zeros(capacity, dtype=np.intp)
+        self._below: IntArray = np.zeros(capacity, dtype=np.intp)
 
     def grow(self, capacity: int) -> None:
         self._dirty = np.asarray(_resized(self._dirty, capacity, False), dtype=np.bool_)
+        self._dirty_rows = np.asarray(_resized(self._dirty_rows, capacity, 0), dtype=np.intp)
         self._place = np.asarray(_resized(self._place, capacity, -1), dtype=np.intp)
         self._start = np.asarray(_resized(self._start, capacity, 0), dtype=np.intp)
+        self._above = np.asarray(_resized(self._above, capacity, 0), dtype=np.intp)
+        self._below = np.asarray(_resized(self._below, capacity, 0), dtype=np.intp)
 
     def touch(self, row: int) -> None:
         if not self._dirty[row]:
             self._dirty[row] = True
-            self._dirty_rows.append(row)
+            self._dirty_rows[self._n_dirty] = row
+            self._n_dirty += 1
+        self._unplaced.append(row)
+        # Heartbeats without matches in between must not grow this without bound.
+        if len(self._unplaced) > len(self._dirty):
+            self._unplaced = self._dirty_rows[: self._n_dirty].tolist()
 
     def lower_counts(
         self, eta: FloatArray, live: BoolArray, eligible: BoolArray, rows: IntArray | None, picked: FloatArray
@@ -399,30 +426,34 @@ class _EtaRanks:
         # A small subset is cheaper to sort directly than to walk the whole order.
         if rows is not None and (len(rows) * 40 <= n or len(rows) <= _NARROW_MIN):
             return np.searchsorted(np.sort(picked), picked, side="left")
-        if len(self._dirty_rows) > max(_NARROW_MIN, n >> 6):
+        if self._n_dirty > max(_NARROW_MIN, n >> 6):
             self._refresh(eta, live)
+        if self._unplaced:
+            unplaced = np.array(self._unplaced, dtype=np.intp)
+            self._unplaced.clear()
+            self._above[unplaced] = np.searchsorted(self._values, eta[unplaced], side="right")
+            self._below[unplaced] = np.searchsorted(self._values, eta[unplaced], side="left")
         size = len(self._order)
-        # One slot per place in the order, plus a last one that soaks up rows without a place (-1).
+        # One slot per place in the order, plus a spare one that soaks up place -1.
         counted = np.zeros(size + 1, dtype=np.int32)
         if rows is None:
             counted[:size] = eligible[self._order]
         else:
             counted[self._place[rows]] = 1
-        dirty = np.array(self._dirty_rows, dtype=np.intp)
+        dirty = self._dirty_rows[: self._n_dirty]
         dirty = dirty[eligible[dirty]]
         base = 0
         if len(dirty):
             # Their places hold stale etas: uncount those and count the current etas aside.
             counted[self._place[dirty]] = 0
             dirty_eta = eta[dirty]
-            known = ~np.isnan(dirty_eta)
+            known = dirty_eta == dirty_eta
             dirty, dirty_eta = dirty[known], dirty_eta[known]
-            by_eta = np.argsort(dirty_eta, kind="stable")
-            dirty, dirty_eta = dirty[by_eta], dirty_eta[by_eta]
+            above = self._above[dirty]
             # A dirty eta is counted just before the first ordered eta above it, so the prefix sum at a clean
-            # row's start covers exactly the dirty etas below its own.
-            above = np.searchsorted(self._values, dirty_eta, side="right")
-            np.add.at(counted, above[above > 0] - 1, 1)
+            # row's start covers exactly the dirty etas below its own; one below every ordered eta lands in
+            # the spare slot and in `base` instead.
+            np.add.at(counted, above - 1, 1)
             base = int(np.count_nonzero(above == 0))
         prefix = np.empty(size + 1, dtype=np.int32)
         prefix[0] = base
@@ -431,14 +462,14 @@ class _EtaRanks:
             prefix[1:] += base
         lower = np.take(prefix, self._start[:n] if rows is None else self._start[rows])
         if len(dirty):
-            at = np.searchsorted(self._values, dirty_eta, side="left")
-            clean_below = prefix[at] - np.searchsorted(above, at, side="right")
-            dirty_below = np.searchsorted(dirty_eta, dirty_eta, side="left")
+            below = self._below[dirty]
+            clean_below = prefix[below] - np.searchsorted(np.sort(above), below, side="right")
+            dirty_below = np.searchsorted(np.sort(dirty_eta), dirty_eta, side="left")
             lower[dirty if rows is None else np.searchsorted(rows, dirty)] = clean_below + dirty_below
         return lower
 
     def _refresh(self, eta: FloatArray, live: BoolArray) -> None:
-        dirty = np.array(self._dirty_rows, dtype=np.intp)
+        dirty = self._dirty_rows[: self._n_dirty]
         keep = ~self._dirty[self._order]
         order, values = self._order[keep], self._values[keep]
         back = dirty[live[dirty]]
@@ -452,7 +483,8 @@ class _EtaRanks:
         self._place[gone] = -1
         self._start[gone] = 0
         self._dirty[dirty] = False
-        self._dirty_rows.clear()
+        self._n_dirty = 0
+        self._unplaced.clear()
         self._order, self._values = order, values
         if len(values):
             first = np.empty(len(values), dtype=np.bool_)
@@ -470,7 +502,7 @@ class _Filtered:
     eligible: BoolArray
     count: int
     rejections: dict[str, int]
-    cap_hits: npt.NDArray[np.uint16] | None
+    cap_hits: HitArray | None
     capabilities: tuple[str, ...]
 
 
@@ -488,7 +520,7 @@ class _Scored:
     count: int
     score: FloatArray
     price: FloatArray
-    cap_hits: npt.NDArray[np.uint16] | None  # None: every eligible miner has every capability asked for
+    cap_hits: HitArray | None  # None: every eligible miner has every capability asked for
     n_caps: int
     max_price: float | None
     cheapest: float
@@ -809,7 +841,8 @@ class MinerIndex:
 
         def check(reason: str) -> BoolArray:
             checked.append(reason)
-            return passes[len(checked) - 1]
+            row: BoolArray = passes[len(checked) - 1]
+            return row
 
         np.copyto(check("full"), self._has_slot[:n])
         # Stored vram, ram and prices are finite (upsert checks), so `>=` is exactly "not below".
@@ -823,14 +856,14 @@ class MinerIndex:
             for code in {self._accel_codes[a] for a in req.accel if a in self._accel_codes}:
                 out |= self._accel[:n] == code
         if req.tags_any:
-            self._tags.any_of(self._tags.masks(req.tags_any), n, out=check("tags"))
+            np.copyto(check("tags"), self._tags.hits(req.tags_any, n)[0])
         capabilities = tuple(dict.fromkeys(req.capabilities_any or ()))
         cap_hits = None
-        if len(capabilities) == 1:
-            self._caps.any_of(self._caps.masks(capabilities), n, out=check("capabilities"))
-        elif capabilities:
-            cap_hits = self._caps.count_of(self._caps.masks(capabilities), n)
-            np.not_equal(cap_hits, 0, out=check("capabilities"))
+        if capabilities:
+            has_any, counts = self._caps.hits(capabilities, n)
+            np.copyto(check("capabilities"), has_any)
+            # With one capability asked for, every eligible miner has all of it.
+            cap_hits = counts if len(capabilities) > 1 else None
         if hints.region is not None:
             out = check("region")
             region = self._region_codes.get(hints.region)

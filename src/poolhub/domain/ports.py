@@ -11,19 +11,40 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Protocol
 
-from poolhub.domain.billing import BillingGateway, UsageRecord
+from poolhub.domain.billing import (
+    BillingGateway,
+    LedgerEntry,
+    LedgerStatus,
+    StatusTotal,
+    TenantHourCalls,
+    UsageRecord,
+)
+from poolhub.domain.capacity import CapacitySnapshotValues
 from poolhub.domain.model import Miner, MinerStatus, Trust
+from poolhub.domain.sla import Interval, LatencyStats, Measurement, OpenViolation, Severity
 
 __all__ = [
     "BillingGateway",
+    "BillingLedger",
+    "CapacityRepository",
     "Clock",
     "FeedbackEntry",
     "FeedbackRepository",
+    "FeedbackWindowStats",
     "MatchRecord",
     "MatchRecordRepository",
     "MinerRepository",
+    "MinerSlaFacts",
+    "OpenViolationKey",
+    "PendingSelection",
     "PresenceRepository",
+    "RandomSource",
+    "RetryMark",
     "SessionRepository",
+    "SlaRepository",
+    "StoredMetric",
+    "StoredSnapshot",
+    "StoredViolation",
     "TickLock",
     "TokenSource",
     "UnitOfWork",
@@ -154,3 +175,237 @@ class TickLock(Protocol):
 
     async def claim(self, job: str, tick_at: datetime, now: datetime) -> bool:
         """True for exactly one caller per (job, tick_at)."""
+
+
+# SLA and capacity ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class MinerSlaFacts:
+    """What one collection needs to know of a registered miner: its age, its slots and its lease."""
+
+    miner_id: str
+    registered_at: datetime
+    max_parallel: int
+    queue_len: int
+    busy: bool
+    last_beat_at: datetime
+    logged_out_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class FeedbackWindowStats:
+    """One miner's feedback in a window: completed and failed outcomes and the latency summary."""
+
+    miner_id: str
+    completed: int
+    failed: int
+    latency: LatencyStats | None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredMetric:
+    id: int
+    miner_id: str | None
+    metric_type: str
+    metric_value: float
+    threshold: float
+    is_violation: bool
+    timestamp: datetime
+    metadata: Mapping[str, object]
+
+
+@dataclass(frozen=True, slots=True)
+class StoredViolation:
+    id: int
+    miner_id: str | None
+    violation_type: str
+    severity: str
+    metric_value: float
+    threshold: float
+    created_at: datetime
+    resolved_at: datetime | None
+    duration_sec: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class OpenViolationKey:
+    """Who has an open violation of which type, and how bad it is (for penalties and the status)."""
+
+    miner_id: str | None
+    violation_type: str
+    severity: str
+
+
+@dataclass(frozen=True, slots=True)
+class StoredSnapshot:
+    id: int
+    timestamp: datetime
+    values: CapacitySnapshotValues
+
+
+class SlaRepository(Protocol):
+    """SLA inputs (miners, presence, feedback) read set-based; SLA metrics and violations. Never commits."""
+
+    async def miner_exists(self, miner_id: str) -> bool: ...
+
+    async def miner_facts(self) -> list[MinerSlaFacts]:
+        """Every registered miner, in one query."""
+
+    async def presence(self, since: datetime, until: datetime) -> dict[str, list[Interval]]:
+        """Online intervals overlapping [since, until], by miner, in one query."""
+
+    async def feedback_stats(self, since: datetime, until: datetime) -> list[FeedbackWindowStats]:
+        """Per-miner outcome counts and latency summary of the feedback created in [since, until].
+
+        Set-based: a fixed number of queries whatever the number of miners. Miners without feedback in
+        the window are absent; `latency` is None for a miner whose feedback carries no latency.
+        """
+
+    async def add_metrics(self, measurements: Sequence[Measurement], at: datetime) -> int:
+        """Insert the measurements as metrics stamped `at`, in one batched statement; returns the count."""
+
+    async def metrics(
+        self, *, since: datetime, miner_id: str | None, offset: int, limit: int
+    ) -> tuple[list[StoredMetric], int]:
+        """Metrics stamped at or after `since`, newest first (one miner's, or all with miner_id None)."""
+
+    async def count_metrics_since(self, since: datetime) -> int: ...
+
+    async def prune_metrics(self, before: datetime) -> int:
+        """Delete metrics stamped before `before`; returns how many went."""
+
+    async def open_violations(self) -> list[OpenViolation]: ...
+
+    async def open_violation_keys(self) -> list[OpenViolationKey]: ...
+
+    async def open_new_violations(
+        self, breaches: Sequence[tuple[Measurement, Severity]], now: datetime
+    ) -> int:
+        """Open one violation per breach; a (miner or pool, type) that already has an open violation is
+        skipped (the database's partial unique index decides, so concurrent collections cannot
+        duplicate). Returns how many were opened."""
+
+    async def refresh_violations(
+        self, updates: Sequence[tuple[str, Measurement, Severity]], now: datetime
+    ) -> None:
+        """Set the latest measured value, threshold and severity of these open violations (by id)."""
+
+    async def resolve_violations(self, resolutions: Sequence[tuple[str, datetime, float]]) -> int:
+        """Close these violations (id, resolved_at, duration_sec) if still open; returns how many closed."""
+
+    async def violations(
+        self, *, miner_id: str | None, resolved: bool, offset: int, limit: int
+    ) -> tuple[list[StoredViolation], int]:
+        """Open (resolved False) or resolved violations, newest first, with the total count."""
+
+
+class CapacityRepository(Protocol):
+    """Capacity snapshots and the slot sizes of the pool's miners. Never commits."""
+
+    async def add_snapshot(self, values: CapacitySnapshotValues, at: datetime) -> StoredSnapshot: ...
+
+    async def add_snapshots(self, snapshots: Sequence[tuple[datetime, CapacitySnapshotValues]]) -> int:
+        """Bulk insert (seeding); returns the count."""
+
+    async def delete_snapshots(self) -> int: ...
+
+    async def snapshots(
+        self, *, since: datetime, offset: int, limit: int
+    ) -> tuple[list[StoredSnapshot], int]:
+        """Snapshots taken at or after `since`, newest first, with the total count."""
+
+    async def latest_snapshot(self) -> StoredSnapshot | None: ...
+
+    async def hourly_utilization(self, since: datetime, until: datetime) -> list[tuple[datetime, float]]:
+        """Mean utilisation % per UTC hour of the snapshots in [since, until], oldest first.
+
+        Each item is (start of the hour, mean of its snapshots): aggregated in the database so 90 days of
+        snapshots every few minutes cost a couple of thousand rows.
+        """
+
+    async def miner_slot_sizes(self) -> list[int]:
+        """`max_parallel` of every registered miner."""
+
+
+# Billing sync and reports ------------------------------------------------------------------------
+
+
+class RandomSource(Protocol):
+    """Randomness the core may not take from the global state, so tests can fix it."""
+
+    def random(self) -> float:
+        """A uniform draw in [0, 1)."""
+        ...
+
+    def new_id(self) -> str:
+        """A fresh unique id (32 lower-case hex characters)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class PendingSelection:
+    """Which pending ledger lines a sync looks at: all, one miner's, and/or those whose usage ended since."""
+
+    miner_id: str | None = None
+    usage_end_from: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RetryMark:
+    """A failed delivery attempt: the line stays pending and is due again at `next_attempt_at`."""
+
+    id: int
+    next_attempt_at: datetime
+    error: str
+
+
+class BillingLedger(UsageLedger, Protocol):
+    """The usage ledger as the billing sync and the reports see it. Never commits."""
+
+    async def get_by_key(self, idempotency_key: str) -> LedgerEntry | None: ...
+
+    async def pending_batch(
+        self, *, after_id: int, limit: int, due_at: datetime | None, selection: PendingSelection
+    ) -> list[LedgerEntry]:
+        """Pending lines with id > after_id, oldest (lowest id) first; with `due_at`, only those whose
+        next attempt is due by then (never attempted, or next_attempt_at <= due_at)."""
+        ...
+
+    async def mark_synced(self, ids: Sequence[int], now: datetime) -> None:
+        """Lines the coordinator accepted: synced (also from rejected, since it now holds them)."""
+
+    async def mark_retry(self, marks: Sequence[RetryMark]) -> None:
+        """Count a failed attempt on each pending line and set when it is due again."""
+
+    async def mark_rejected(self, rejections: Sequence[tuple[int, str]], now: datetime) -> None:
+        """Pending lines the coordinator refused for good, each with its reason."""
+
+    async def count_pending(self, selection: PendingSelection) -> int: ...
+
+    async def totals(
+        self, *, start: datetime, end: datetime, tenant_id: str | None, miner_id: str | None
+    ) -> list[StatusTotal]:
+        """Exact sums of the lines whose usage ended in [start, end], by tenant, miner, resource type,
+        unit, currency and status."""
+        ...
+
+    async def list_entries(
+        self,
+        *,
+        status: LedgerStatus | None,
+        tenant_id: str | None,
+        miner_id: str | None,
+        offset: int,
+        limit: int,
+    ) -> tuple[list[LedgerEntry], int]:
+        """A page of lines, newest first, and the total number that match."""
+        ...
+
+    async def api_calls_derived_until(self) -> datetime | None:
+        """The start of the newest hour for which `api_calls` lines were derived, if any."""
+        ...
+
+    async def match_calls(self, start: datetime | None, end: datetime) -> list[TenantHourCalls]:
+        """Answered match requests with requested_at in [start, end), counted per tenant and UTC hour."""
+        ...

@@ -374,3 +374,28 @@ def sla_penalty(open_types: Iterable[MetricType]) -> float:
     if not distinct:
         return 1.0
     return max(SLA_PENALTY_FLOOR, math.pow(SLA_PENALTY, len(distinct)))
+
+
+def penalties_by_miner(open_keys: Iterable[tuple[str | None, MetricType | str]]) -> dict[str, float]:
+    """The `sla_penalty` factor of every miner with an open miner-level violation (absent means 1.0)."""
+    types_by_miner: dict[str, set[MetricType]] = {}
+    for miner_id, violation_type in open_keys:
+        if miner_id is not None:
+            types_by_miner.setdefault(miner_id, set()).add(MetricType(violation_type))
+    penalties = {miner_id: sla_penalty(types) for miner_id, types in types_by_miner.items()}
+    return {miner_id: factor for miner_id, factor in penalties.items() if factor < 1.0}
+
+
+STATUS_HEALTHY = "healthy"
+STATUS_DEGRADED = "degraded"
+STATUS_CRITICAL = "critical"
+
+
+def sla_status(open_severities: Iterable[Severity | str]) -> str:
+    """`critical` if any open violation is critical, else `degraded` if any is open, else `healthy`."""
+    severities = [Severity(s) for s in open_severities]
+    if not severities:
+        return STATUS_HEALTHY
+    if Severity.CRITICAL in severities:
+        return STATUS_CRITICAL
+    return STATUS_DEGRADED

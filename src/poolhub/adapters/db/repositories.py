@@ -263,7 +263,7 @@ class SqlSessionRepository(SessionRepository):
 
     async def create(self, token_hash: str, miner_id: str, now: datetime, expires_at: datetime) -> None:
         await self._session.execute(
-            insert(SessionRow.__table__),
+            insert(SessionRow),
             {
                 "token_hash": token_hash,
                 "miner_id": miner_id,
