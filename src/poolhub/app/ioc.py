@@ -17,6 +17,7 @@ from poolhub.adapters.db.repositories import (
     SqlPresenceRepository,
     SqlSessionRepository,
     SqlTickLock,
+    SqlTokenLookup,
 )
 from poolhub.adapters.db.uow import SqlUnitOfWork
 from poolhub.adapters.system import SecretsTokenSource, SystemClock
@@ -38,6 +39,7 @@ from poolhub.domain.ports import (
     PresenceRepository,
     SessionRepository,
     TickLock,
+    TokenLookup,
     TokenSource,
     UnitOfWork,
     UsageLedger,
@@ -87,6 +89,8 @@ class CoreProvider(Provider):
         return RoleSecrets(coordinator=settings.coordinator_shared_secret, operator=settings.admin_token)
 
     apply_beat = provide(ApplyBeat, scope=Scope.APP)
+    authenticate_miner = provide(AuthenticateMiner, scope=Scope.APP)
+    record_heartbeat = provide(RecordHeartbeat, scope=Scope.APP)
     metrics = provide(Metrics, scope=Scope.APP)
     probe = provide(DatabaseProbe, scope=Scope.APP)
     clock = provide(SystemClock, provides=Clock, scope=Scope.APP)
@@ -120,14 +124,13 @@ class PersistenceProvider(Provider):
     presence = provide(SqlPresenceRepository, provides=PresenceRepository, scope=Scope.REQUEST)
     uow = provide(SqlUnitOfWork, provides=UnitOfWork, scope=Scope.REQUEST)
     tick_lock = provide(SqlTickLock, provides=TickLock, scope=Scope.REQUEST)
+    token_lookup = provide(SqlTokenLookup, provides=TokenLookup, scope=Scope.APP)
 
 
 class UseCaseProvider(Provider):
     scope = Scope.REQUEST
 
-    authenticate_miner = provide(AuthenticateMiner)
     register_miner = provide(RegisterMiner)
-    record_heartbeat = provide(RecordHeartbeat)
     update_status = provide(UpdateMinerStatus)
     renew_lease = provide(RenewLease)
     logout_miner = provide(LogoutMiner)

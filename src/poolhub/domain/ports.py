@@ -46,6 +46,7 @@ __all__ = [
     "StoredSnapshot",
     "StoredViolation",
     "TickLock",
+    "TokenLookup",
     "TokenSource",
     "UnitOfWork",
     "UsageLedger",
@@ -113,6 +114,15 @@ class SessionRepository(Protocol):
         """Set the expiry of each miner's live tokens, in one batched statement."""
 
     async def revoked_since(self, since: datetime) -> list[str]: ...
+
+
+class TokenLookup(Protocol):
+    """Read-only lookups for authentication, each in its own short transaction (callers hold no session)."""
+
+    async def miner_of_live_token(self, token_hash: str) -> str | None:
+        """The miner id of a token that is not revoked (expiry is judged by the caller)."""
+
+    async def miner(self, miner_id: str) -> Miner | None: ...
 
 
 class PresenceRepository(Protocol):

@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import Select, Table, and_, bindparam, insert, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from poolhub.adapters.db.models import (
     FeedbackRow,
@@ -35,6 +35,7 @@ from poolhub.domain.ports import (
     PresenceRepository,
     SessionRepository,
     TickLock,
+    TokenLookup,
 )
 
 
@@ -401,3 +402,19 @@ class SqlMatchRecordRepository(MatchRecordRepository):
             .limit(1)
         )
         return result.scalar_one_or_none()
+
+
+class SqlTokenLookup(TokenLookup):
+    """Opens a short session per lookup: it serves process-wide authentication, which holds none."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], lease: LeasePolicy) -> None:
+        self._sessions = sessions
+        self._lease = lease
+
+    async def miner_of_live_token(self, token_hash: str) -> str | None:
+        async with self._sessions() as session:
+            return await SqlSessionRepository(session).find_live(token_hash)
+
+    async def miner(self, miner_id: str) -> Miner | None:
+        async with self._sessions() as session:
+            return await SqlMinerRepository(session, self._lease).get(miner_id)

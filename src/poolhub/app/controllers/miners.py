@@ -7,7 +7,6 @@ from typing import Annotated, Any
 
 import msgspec
 import structlog
-from dishka import AsyncContainer
 from dishka.integrations.litestar import FromDishka, inject, inject_websocket
 from litestar import Controller, Response, WebSocket, get, post, route, websocket
 from litestar.exceptions import WebSocketDisconnect
@@ -224,7 +223,7 @@ WS_UNAUTHORIZED = 4401
 @inject_websocket
 async def heartbeat_socket(
     socket: WebSocket[Any, Any, Any],
-    container: FromDishka[AsyncContainer],
+    authenticate: FromDishka[AuthenticateMiner],
     apply_beat: FromDishka[ApplyBeat],
     metrics: FromDishka[Metrics],
 ) -> None:
@@ -236,9 +235,7 @@ async def heartbeat_socket(
     await socket.accept()
     token = bearer_token(socket.headers.get("authorization")) or socket.query_params.get("session_token")
     try:
-        async with container() as request_scope:
-            authenticate = await request_scope.get(AuthenticateMiner)
-            auth = await authenticate.execute(token)
+        auth = await authenticate.execute(token)
     except DomainError as exc:
         await socket.close(code=WS_UNAUTHORIZED, reason=exc.message[:120])
         return

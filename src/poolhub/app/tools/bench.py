@@ -26,7 +26,7 @@ from poolhub.app.tools.hubproc import (
     drop_database,
     start_hub,
 )
-from poolhub.app.tools.loadgen import LoadResult, encode_request, run_load
+from poolhub.app.tools.loadgen import LoadResult, RawWebSocket, encode_request, run_load, ws_text_frame
 
 BENCHMARKS_MD = Path("docs/BENCHMARKS.md")
 console = Console()
@@ -98,13 +98,26 @@ def show(rows: list[Row], title: str) -> list[str]:
     return markdown
 
 
-async def register_fleet(url: str, count: int, seed: int, concurrency: int = 32) -> LoadResult:
+async def register_fleet(
+    url: str, count: int, seed: int, concurrency: int = 32, tokens: list[str] | None = None
+) -> LoadResult:
+    """Register `count` seeded miners; their session tokens are appended to `tokens` when given."""
     profiles = miner_profiles(count, seed)
     bodies = [
         encode_request("POST", f"{url}/v1/miners/register", json.dumps(p.body).encode()) for p in profiles
     ]
+
+    def keep_token(_: int, status: int, body: bytes) -> None:
+        if tokens is not None and status in (200, 201):
+            tokens.append(json.loads(body)["session_token"])
+
     return await run_load(
-        url, lambda n: bodies[n], concurrency=concurrency, requests=len(bodies), expect=(200, 201)
+        url,
+        lambda n: bodies[n],
+        concurrency=concurrency,
+        requests=len(bodies),
+        expect=(200, 201),
+        on_response=keep_token,
     )
 
 
@@ -173,6 +186,135 @@ async def bench_match(args: argparse.Namespace) -> None:
             await drop_database(database_url)
 
 
+async def open_sockets(url: str, tokens: list[str], concurrency: int = 64) -> list[RawWebSocket]:
+    limiter = asyncio.Semaphore(concurrency)
+
+    async def one(token: str) -> RawWebSocket:
+        async with limiter:
+            return await RawWebSocket.open(url, "/v1/miners/heartbeat", token)
+
+    return list(await asyncio.gather(*(one(t) for t in tokens)))
+
+
+async def ws_beats(sockets: list[RawWebSocket], seconds: float, senders: int = 64) -> LoadResult:
+    """Beat across every open socket, round robin, `senders` beats in flight; each ack is awaited."""
+    frame = ws_text_frame(json.dumps({"queue_len": 1, "avg_latency_ms": 120.0}).encode())
+    latencies: list[float] = []
+    errors = 0
+    deadline = time.perf_counter() + seconds
+
+    # Each sender owns a disjoint stride of sockets, so no socket has two beats in flight.
+    lanes = [sockets[i::senders] for i in range(senders)]
+    started = time.perf_counter()
+
+    async def lane(own: list[RawWebSocket]) -> None:
+        nonlocal errors
+        index = 0
+        while time.perf_counter() < deadline and own:
+            socket = own[index % len(own)]
+            index += 1
+            began = time.perf_counter()
+            _, payload = await socket.exchange(frame)
+            latencies.append((time.perf_counter() - began) * 1000)
+            if b'"ack"' not in payload:
+                errors += 1
+
+    await asyncio.gather(*(lane(own) for own in lanes))
+    return LoadResult(len(latencies), errors, time.perf_counter() - started, tuple(latencies))
+
+
+async def paced_ws_beats(sockets: list[RawWebSocket], per_second: float, stop: asyncio.Event) -> int:
+    """Every socket beats in turn at a steady total rate until `stop`; returns the beats sent."""
+    frame = ws_text_frame(json.dumps({"queue_len": 0}).encode())
+    sent = 0
+    interval = 1.0 / per_second
+    next_at = time.perf_counter()
+    while not stop.is_set():
+        socket = sockets[sent % len(sockets)]
+        await socket.exchange(frame)
+        sent += 1
+        next_at += interval
+        delay = next_at - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+    return sent
+
+
+async def bench_heartbeat(args: argparse.Namespace) -> None:
+    hub: HubProcess | None = None
+    database_url = None
+    sockets: list[RawWebSocket] = []
+    try:
+        database_url = args.database_url or await create_database(args.pg_server)
+        hub = await start_hub(
+            database_url, log_path=Path("var/bench-hub.log"), extra_env={"HEARTBEAT_GRACE_SEC": "86400"}
+        )
+        url = hub.url
+        tokens: list[str] = []
+        console.print(f"registering {args.miners:,} miners at {url} …")
+        registered = await register_fleet(url, args.miners, args.seed, tokens=tokens)
+        health = encode_request("GET", f"{url}/v1/health")
+        beats = [
+            encode_request(
+                "POST",
+                f"{url}/v1/miners/heartbeat",
+                b'{"queue_len":1,"avg_latency_ms":120.0}',
+                {"Authorization": f"Bearer {token}"},
+            )
+            for token in tokens
+        ]
+        await run_load(url, lambda n: beats[n % len(beats)], concurrency=8, requests=2000)  # warm-up
+        http_beats = await run_load(
+            url, lambda n: beats[n % len(beats)], concurrency=32, seconds=args.seconds
+        )
+        baseline = await run_load(url, lambda _: health, concurrency=32, seconds=args.seconds)
+
+        console.print(f"opening {len(tokens):,} WebSocket connections …")
+        sockets = await open_sockets(url, tokens)
+        ws = await ws_beats(sockets, args.seconds)
+
+        # Match latency while the whole fleet keeps beating over its open sockets.
+        stop = asyncio.Event()
+        beating = asyncio.create_task(paced_ws_beats(sockets, args.beat_rate, stop))
+        match = match_requests(url, args.seed)
+        await run_load(url, match, concurrency=1, requests=200)
+        during = await run_load(url, match, concurrency=1, requests=args.samples)
+        stop.set()
+        paced = await beating
+
+        rows = [
+            Row("POST /v1/miners/register", registered, 32),
+            Row("POST /v1/miners/heartbeat", http_beats, 32),
+            Row("GET /v1/health (baseline)", baseline, 32),
+            Row(f"WS beats over {len(sockets):,} sockets", ws, 64),
+            Row(f"POST /v1/match while beating ({args.beat_rate:,.0f} beats/s)", during, 1),
+        ]
+        lines = show(rows, f"heartbeat path, N = {args.miners:,} miners, PostgreSQL")
+        summary = [
+            "",
+            f"N = {args.miners:,} miners (seed {args.seed}), PostgreSQL, one server process.",
+            f"- registrations: **{registered.rate:,.0f}/s** at concurrency 32 (target ≥ 1,000/s)",
+            f"- HTTP heartbeats: **{http_beats.rate:,.0f}/s** = "
+            f"**{100 * http_beats.rate / baseline.rate:.0f} %** of the baseline's {baseline.rate:,.0f} req/s "
+            "(target ≥ 50 %)",
+            f"- WebSocket beats across {len(sockets):,} open connections: **{ws.rate:,.0f}/s** = "
+            f"**{ws.rate / http_beats.rate:.1f}×** the HTTP heartbeat rate (target ≥ 2×)",
+            f"- match p99 at concurrency 1 while the fleet beats ({paced:,} beats sent, "
+            f"{args.beat_rate:,.0f}/s): **{during.percentile(99):.2f} ms** (target ≤ 10 ms)",
+            "- The load generator is a Python process on the same 2 cores: CPU it spends, the server lacks.",
+        ]
+        for line in summary[1:]:
+            console.print(line)
+        append_report("poolhub bench heartbeat", lines + summary)
+    finally:
+        for socket in sockets:
+            await socket.close()
+        if hub is not None:
+            hub.stop()
+        if database_url and not args.database_url:
+            await drop_database(database_url)
+
+
 def bench_matcher(args: argparse.Namespace) -> None:
     from poolhub.domain.matching_bench import benchmark_matcher
 
@@ -203,6 +345,20 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     match.add_argument("--database-url", help="use this (empty, migrated or not) database instead")
     match.add_argument("--keep-database", action="store_true", help="do not drop the fresh database")
     match.set_defaults(handler=lambda a: asyncio.run(bench_match(a)))
+
+    heartbeat = kinds.add_parser(
+        "heartbeat", help="registrations, HTTP and WebSocket beats, and match latency while N miners beat"
+    )
+    heartbeat.add_argument("--miners", type=int, default=10_000)
+    heartbeat.add_argument("--seconds", type=float, default=10)
+    heartbeat.add_argument("--samples", type=int, default=2000, help="match requests measured while beating")
+    heartbeat.add_argument(
+        "--beat-rate", type=float, default=2000, help="fleet beats/s during the match measurement"
+    )
+    heartbeat.add_argument("--seed", type=int, default=7)
+    heartbeat.add_argument("--pg-server", default=DEFAULT_PG_SERVER)
+    heartbeat.add_argument("--database-url")
+    heartbeat.set_defaults(handler=lambda a: asyncio.run(bench_heartbeat(a)))
 
     matcher = kinds.add_parser("matcher", help="the in-process matcher alone at several pool sizes")
     matcher.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from poolhub.domain.directory import MinerDirectory
 from poolhub.domain.errors import AuthenticationError, ForbiddenError
 from poolhub.domain.model import Miner
-from poolhub.domain.ports import Clock, MinerRepository, SessionRepository
+from poolhub.domain.ports import Clock, TokenLookup
 from poolhub.domain.security import hash_token, same_secret
 
 
@@ -27,20 +27,15 @@ class AuthenticatedMiner:
 class AuthenticateMiner:
     """Resolve a bearer token to its miner. Raises AuthenticationError (401) or ForbiddenError (403).
 
-    Reads the database only when this process has not seen the token yet (another process issued it).
+    Reads the database only when this process has not seen the token yet (another process issued it);
+    process-wide, so a cached beat touches no database object at all.
     """
 
     def __init__(
-        self,
-        directory: MinerDirectory,
-        sessions: SessionRepository,
-        miners: MinerRepository,
-        clock: Clock,
-        other_roles: OtherRoleSecrets,
+        self, directory: MinerDirectory, lookup: TokenLookup, clock: Clock, other_roles: OtherRoleSecrets
     ) -> None:
         self._directory = directory
-        self._sessions = sessions
-        self._miners = miners
+        self._lookup = lookup
         self._clock = clock
         self._other_roles = other_roles
 
@@ -52,11 +47,11 @@ class AuthenticateMiner:
         token_hash = hash_token(token)
         miner_id = self._directory.miner_for_token(token_hash)
         if miner_id is None:
-            miner_id = await self._sessions.find_live(token_hash)
+            miner_id = await self._lookup.miner_of_live_token(token_hash)
             if miner_id is None:
                 raise AuthenticationError("invalid or revoked session token: register again")
             if self._directory.get(miner_id) is None:
-                stored = await self._miners.get(miner_id)
+                stored = await self._lookup.miner(miner_id)
                 if stored is not None:
                     self._directory.merge([stored], self._clock.now())
             self._directory.remember_token(token_hash, miner_id)
