@@ -12,6 +12,7 @@ from dishka import AsyncContainer
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from poolhub.app.registrations import RegistrationBatcher
 from poolhub.domain.directory import MinerDirectory
 from poolhub.domain.match_log import MatchLog
 from poolhub.domain.ports import (
@@ -61,6 +62,7 @@ class Background:
 
     async def start(self) -> None:
         await self.warm_directory()
+        (await self._container.get(RegistrationBatcher)).start()
         self._tasks = [
             asyncio.create_task(self._every(FLUSH_INTERVAL_SEC, self.flush), name="flush"),
             asyncio.create_task(self._every(REFRESH_INTERVAL_SEC, self.refresh_directory), name="refresh"),
@@ -75,6 +77,7 @@ class Background:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
+        await (await self._container.get(RegistrationBatcher)).stop()
         await self.flush()
 
     async def _every(self, seconds: float, job: Callable[[], Awaitable[object]]) -> None:

@@ -24,7 +24,9 @@ from poolhub.adapters.system import SecretsTokenSource, SystemClock
 from poolhub.app.auth import RoleSecrets
 from poolhub.app.background import DatabaseProbe
 from poolhub.app.metrics import Metrics
+from poolhub.app.providers_billing import BillingProvider
 from poolhub.app.providers_sla import SlaProvider
+from poolhub.app.registrations import RegistrationBatcher
 from poolhub.app.settings import Settings
 from poolhub.domain.billing import UnitPrices
 from poolhub.domain.directory import MinerDirectory
@@ -56,7 +58,7 @@ from poolhub.domain.use_cases.miner_session import (
     UpdateMinerStatus,
 )
 from poolhub.domain.use_cases.record_feedback import RecordFeedback
-from poolhub.domain.use_cases.register_miner import RegisterMiner, ServerSecret
+from poolhub.domain.use_cases.register_miner import RegisterMiners, ServerSecret
 
 
 class CoreProvider(Provider):
@@ -83,6 +85,10 @@ class CoreProvider(Provider):
     @provide(scope=Scope.APP)
     def other_roles(self, settings: Settings) -> OtherRoleSecrets:
         return OtherRoleSecrets((settings.admin_token, settings.coordinator_shared_secret))
+
+    @provide(scope=Scope.APP)
+    def registrations(self, container: AsyncContainer) -> RegistrationBatcher:
+        return RegistrationBatcher(container)
 
     @provide(scope=Scope.APP)
     def role_secrets(self, settings: Settings) -> RoleSecrets:
@@ -130,7 +136,7 @@ class PersistenceProvider(Provider):
 class UseCaseProvider(Provider):
     scope = Scope.REQUEST
 
-    register_miner = provide(RegisterMiner)
+    register_miners = provide(RegisterMiners)
     update_status = provide(UpdateMinerStatus)
     renew_lease = provide(RenewLease)
     logout_miner = provide(LogoutMiner)
@@ -167,6 +173,7 @@ def make_container(settings: Settings, *overrides: Provider) -> AsyncContainer:
         UseCaseProvider(),
         MatchingProvider(),
         SlaProvider(),
+        BillingProvider(),
         LitestarProvider(),
         *overrides,
         context={Settings: settings},

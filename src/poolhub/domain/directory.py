@@ -125,9 +125,6 @@ class MinerDirectory:
         for token_hash in token_hashes:
             self._tokens.pop(token_hash, None)
 
-    def forget_tokens_of(self, miner_id: str) -> None:
-        self.forget_tokens([h for h, owner in self._tokens.items() if owner == miner_id])
-
     def miner_for_token(self, token_hash: str) -> str | None:
         return self._tokens.get(token_hash)
 

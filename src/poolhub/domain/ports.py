@@ -81,10 +81,15 @@ class MinerRepository(Protocol):
     async def get_for_update(self, miner_id: str) -> Miner | None:
         """Like `get`, locking the miner's row until commit (trust updates read-modify-write it)."""
 
-    async def api_key_hash(self, miner_id: str) -> str | None: ...
+    async def get_many(self, miner_ids: Sequence[str]) -> dict[str, Miner]: ...
 
-    async def save_registration(self, miner: Miner, api_key_hash: str) -> None:
-        """Insert or replace the miner's specification and status (trust is kept)."""
+    async def api_key_hashes(self, miner_ids: Sequence[str]) -> dict[str, str]:
+        """The stored API-key hash of each of these miners that is registered."""
+
+    async def save_registrations(self, registrations: Sequence[tuple[Miner, str]]) -> None:
+        """Insert or replace each miner's specification, status, trust and API-key hash, batched.
+
+        Raises ConflictError when another transaction registered one of them first."""
 
     async def save_price(self, miner_id: str, price: Decimal, now: datetime) -> None: ...
 
@@ -102,10 +107,11 @@ class MinerRepository(Protocol):
 class SessionRepository(Protocol):
     """Session tokens, stored only as hashes. Never commits."""
 
-    async def create(self, token_hash: str, miner_id: str, now: datetime, expires_at: datetime) -> None: ...
+    async def revoke_all_of(self, miner_ids: Sequence[str], now: datetime) -> list[str]:
+        """Revoke every live token of these miners in one statement; returns the revoked hashes."""
 
-    async def revoke_all(self, miner_id: str, now: datetime) -> list[str]:
-        """Revoke every live token of the miner; returns the revoked hashes."""
+    async def create_many(self, sessions: Sequence[tuple[str, str, datetime, datetime]]) -> None:
+        """Insert (token_hash, miner_id, created_at, expires_at) rows in one batched statement."""
 
     async def find_live(self, token_hash: str) -> str | None:
         """The miner id of a token that is not revoked (expiry is judged by the caller)."""

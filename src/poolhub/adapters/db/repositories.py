@@ -139,6 +139,32 @@ _MINER_UPDATES = tuple(
 _STATUS_UPDATES = tuple(c.name for c in MinerStatusRow.__table__.columns if c.name != "miner_id")
 
 
+def _registration_values(miner: Miner, api_key_hash: str) -> dict[str, Any]:
+    spec = miner.spec
+    return {
+        "miner_id": spec.miner_id,
+        "api_key_hash": api_key_hash,
+        "addr": spec.addr,
+        "proto": spec.proto,
+        "gpu_name": spec.gpu_name,
+        "gpu_vram_gb": spec.gpu_vram_gb,
+        "gpu_count": spec.gpu_count,
+        "cpu_cores": spec.cpu_cores,
+        "ram_gb": spec.ram_gb,
+        "accel": spec.accel,
+        "price_token_per_ksec": str(spec.price_token_per_ksec),
+        "max_parallel": spec.max_parallel,
+        "region": spec.region,
+        "tags": list(spec.tags),
+        "capabilities": list(spec.capabilities),
+        "trust_successes": miner.trust.successes,
+        "trust_failures": miner.trust.failures,
+        "trust_as_of": miner.trust.as_of,
+        "registered_at": miner.registered_at,
+        "updated_at": miner.status.last_beat_at,
+    }
+
+
 def _miners_query() -> Select[tuple[MinerRow, MinerStatusRow]]:
     return select(MinerRow, MinerStatusRow).join(MinerStatusRow, MinerStatusRow.miner_id == MinerRow.miner_id)
 
@@ -161,50 +187,36 @@ class SqlMinerRepository(MinerRepository):
         row = result.first()
         return _to_miner(row[0], row[1]) if row is not None else None
 
-    async def api_key_hash(self, miner_id: str) -> str | None:
-        result = await self._session.execute(
-            select(MinerRow.api_key_hash).where(MinerRow.miner_id == miner_id)
-        )
-        return result.scalar_one_or_none()
+    async def get_many(self, miner_ids: Sequence[str]) -> dict[str, Miner]:
+        result = await self._session.execute(_miners_query().where(MinerRow.miner_id.in_(miner_ids)))
+        return {row.miner_id: _to_miner(row, status) for row, status in result.tuples()}
 
-    async def save_registration(self, miner: Miner, api_key_hash: str) -> None:
-        spec = miner.spec
-        values: dict[str, Any] = {
-            "miner_id": spec.miner_id,
-            "api_key_hash": api_key_hash,
-            "addr": spec.addr,
-            "proto": spec.proto,
-            "gpu_name": spec.gpu_name,
-            "gpu_vram_gb": spec.gpu_vram_gb,
-            "gpu_count": spec.gpu_count,
-            "cpu_cores": spec.cpu_cores,
-            "ram_gb": spec.ram_gb,
-            "accel": spec.accel,
-            "price_token_per_ksec": str(spec.price_token_per_ksec),
-            "max_parallel": spec.max_parallel,
-            "region": spec.region,
-            "tags": list(spec.tags),
-            "capabilities": list(spec.capabilities),
-            "trust_successes": miner.trust.successes,
-            "trust_failures": miner.trust.failures,
-            "trust_as_of": miner.trust.as_of,
-            "registered_at": miner.registered_at,
-            "updated_at": miner.status.last_beat_at,
-        }
-        status_values = {
-            "miner_id": spec.miner_id,
-            **_status_values(miner.status, self._lease, miner.status.last_beat_at),
-        }
+    async def api_key_hashes(self, miner_ids: Sequence[str]) -> dict[str, str]:
+        result = await self._session.execute(
+            select(MinerRow.miner_id, MinerRow.api_key_hash).where(MinerRow.miner_id.in_(miner_ids))
+        )
+        return dict(result.tuples().all())
+
+    async def save_registrations(self, registrations: Sequence[tuple[Miner, str]]) -> None:
+        miners = [_registration_values(miner, key_hash) for miner, key_hash in registrations]
+        statuses = [
+            {
+                "miner_id": miner.miner_id,
+                **_status_values(miner.status, self._lease, miner.status.last_beat_at),
+            }
+            for miner, _ in registrations
+        ]
         try:
             await self._session.execute(
-                upsert_statement(self._session, MinerRow.__table__, ("miner_id",), _MINER_UPDATES), values
+                upsert_statement(self._session, MinerRow.__table__, ("miner_id",), _MINER_UPDATES), miners
             )
             await self._session.execute(
                 upsert_statement(self._session, MinerStatusRow.__table__, ("miner_id",), _STATUS_UPDATES),
-                status_values,
+                statuses,
             )
         except IntegrityError as exc:
-            raise ConflictError(f"miner '{spec.miner_id}' is being registered concurrently; retry") from exc
+            names = ", ".join(miner.miner_id for miner, _ in registrations)
+            raise ConflictError(f"miner(s) {names} are being registered concurrently; retry") from exc
 
     async def save_price(self, miner_id: str, price: Decimal, now: datetime) -> None:
         await self._session.execute(
@@ -262,23 +274,28 @@ class SqlSessionRepository(SessionRepository):
     def __init__(self, session: AsyncSession) -> None:
         self._session = session
 
-    async def create(self, token_hash: str, miner_id: str, now: datetime, expires_at: datetime) -> None:
+    async def create_many(self, sessions: Sequence[tuple[str, str, datetime, datetime]]) -> None:
+        if not sessions:
+            return
         await self._session.execute(
             insert(SessionRow),
-            {
-                "token_hash": token_hash,
-                "miner_id": miner_id,
-                "created_at": now,
-                "expires_at": expires_at,
-                "revoked_at": None,
-                "updated_at": now,
-            },
+            [
+                {
+                    "token_hash": token_hash,
+                    "miner_id": miner_id,
+                    "created_at": created_at,
+                    "expires_at": expires_at,
+                    "revoked_at": None,
+                    "updated_at": created_at,
+                }
+                for token_hash, miner_id, created_at, expires_at in sessions
+            ],
         )
 
-    async def revoke_all(self, miner_id: str, now: datetime) -> list[str]:
+    async def revoke_all_of(self, miner_ids: Sequence[str], now: datetime) -> list[str]:
         result = await self._session.execute(
             update(SessionRow)
-            .where(SessionRow.miner_id == miner_id, SessionRow.revoked_at.is_(None))
+            .where(SessionRow.miner_id.in_(miner_ids), SessionRow.revoked_at.is_(None))
             .values(revoked_at=now, updated_at=now)
             .returning(SessionRow.token_hash)
         )

@@ -15,6 +15,7 @@ from litestar.params import HeaderParameter, JSONBody, QueryParameter
 
 from poolhub.app.auth import Role, bearer_token, require
 from poolhub.app.metrics import Metrics
+from poolhub.app.registrations import RegistrationBatcher
 from poolhub.app.schemas import (
     LeaseAck,
     LeaseRenewed,
@@ -39,7 +40,7 @@ from poolhub.domain.use_cases.miner_session import (
     StatusUpdate,
     UpdateMinerStatus,
 )
-from poolhub.domain.use_cases.register_miner import RegisterMiner, Registration
+from poolhub.domain.use_cases.register_miner import Registration
 
 _log = structlog.get_logger("poolhub.miners")
 
@@ -122,9 +123,9 @@ class MinerController(Controller):
     )
     @inject
     async def register(
-        self, data: JSONBody[MinerRegister], use_case: FromDishka[RegisterMiner]
+        self, data: JSONBody[MinerRegister], batcher: FromDishka[RegistrationBatcher]
     ) -> Response[MinerRegistered]:
-        grant = await use_case.execute(Registration(_spec(data), data.api_key))
+        grant = await batcher.submit(Registration(_spec(data), data.api_key))
         return Response(
             MinerRegistered(
                 status="registered",

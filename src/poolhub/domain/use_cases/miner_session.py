@@ -150,11 +150,11 @@ class RenewLease:
         miner_id = auth.miner.miner_id
         now = self._clock.now()
         lease = self._directory.lease
-        revoked = await self._sessions.revoke_all(miner_id, now)
+        revoked = await self._sessions.revoke_all_of([miner_id], now)
         new_token = self._tokens.new_token()
         new_hash = hash_token(new_token)
         status = lease.beat(auth.miner.status, now)
-        await self._sessions.create(new_hash, miner_id, now, lease.token_expires_at(status))
+        await self._sessions.create_many([(new_hash, miner_id, now, lease.token_expires_at(status))])
         await self._uow.commit()
         self._directory.forget_tokens([*revoked, auth.token_hash])
         self._directory.remember_token(new_hash, miner_id)
@@ -189,7 +189,7 @@ class LogoutMiner:
         now = self._clock.now()
         lease = self._directory.lease
         status = lease.logout(miner.status, now)
-        revoked = await self._sessions.revoke_all(miner.miner_id, now)
+        revoked = await self._sessions.revoke_all_of([miner.miner_id], now)
         await self._miners.save_statuses([(miner.miner_id, status)], now)
         if status.online_since is not None:
             await self._presence.record([(miner.miner_id, status.online_since, now)])

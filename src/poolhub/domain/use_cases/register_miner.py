@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from poolhub.domain.directory import MinerDirectory
-from poolhub.domain.errors import AuthenticationError
+from poolhub.domain.errors import AuthenticationError, DomainError
 from poolhub.domain.model import Miner, MinerSpec, Trust
 from poolhub.domain.ports import (
     Clock,
@@ -41,11 +42,13 @@ class ServerSecret:
     value: str
 
 
-class RegisterMiner:
-    """Create or update a miner, revoke its older tokens and issue a new one; commits once.
+class RegisterMiners:
+    """Register a batch of miners in one transaction: concurrent registrations share one commit.
 
-    Re-registering needs the API key the miner first registered with; otherwise nothing changes.
-    A restarting miner comes back with an empty queue; its trust and history are kept.
+    Each registration gets its own outcome: a grant, or the DomainError that refused it (an api_key that
+    does not match the one the miner first registered with). Re-registering updates the specification,
+    revokes the miner's older tokens and issues a new one; a restarting miner comes back with an empty
+    queue, its trust and history kept. Miner ids must be distinct within a batch.
     """
 
     def __init__(
@@ -68,50 +71,76 @@ class RegisterMiner:
         self._tokens = tokens
         self._secret = secret
 
-    async def execute(self, registration: Registration) -> SessionGrant:
-        spec = registration.spec
-        key_hash = hash_api_key(self._secret.value, registration.api_key)
-        stored_hash = await self._miners.api_key_hash(spec.miner_id)
-        if stored_hash is not None and not same_secret(stored_hash, key_hash):
-            raise AuthenticationError(
-                f"api_key does not match the one miner '{spec.miner_id}' registered with"
-            )
+    async def execute(self, registrations: Sequence[Registration]) -> list[SessionGrant | DomainError]:
+        ids = [r.spec.miner_id for r in registrations]
+        if len(set(ids)) != len(ids):
+            raise ValueError("a batch must not register the same miner twice")
+        stored_hashes = await self._miners.api_key_hashes(ids)
+        missing = [i for i in ids if i in stored_hashes and self._directory.get(i) is None]
+        stored = await self._miners.get_many(missing) if missing else {}
         now = self._clock.now()
-        existing = self._directory.get(spec.miner_id) if stored_hash is not None else None
-        if stored_hash is not None and existing is None:
-            existing = await self._miners.get(spec.miner_id)
         lease = self._directory.lease
-        status = lease.beat(
-            existing.status if existing is not None else None,
-            now,
-            queue_len=0,
-            busy=False,
-            current_jobs=(),
+
+        outcomes: list[SessionGrant | DomainError] = []
+        accepted: list[tuple[Miner, str, str]] = []
+        for registration in registrations:
+            spec = registration.spec
+            key_hash = hash_api_key(self._secret.value, registration.api_key)
+            stored_hash = stored_hashes.get(spec.miner_id)
+            if stored_hash is not None and not same_secret(stored_hash, key_hash):
+                outcomes.append(
+                    AuthenticationError(
+                        f"api_key does not match the one miner '{spec.miner_id}' registered with"
+                    )
+                )
+                continue
+            existing = None
+            if stored_hash is not None:
+                existing = self._directory.get(spec.miner_id) or stored.get(spec.miner_id)
+            status = lease.beat(
+                existing.status if existing is not None else None,
+                now,
+                queue_len=0,
+                busy=False,
+                current_jobs=(),
+            )
+            miner = Miner(
+                spec=spec,
+                status=status,
+                registered_at=existing.registered_at if existing is not None else now,
+                trust=existing.trust if existing is not None else Trust(as_of=now),
+            )
+            token = self._tokens.new_token()
+            accepted.append((miner, key_hash, token))
+            outcomes.append(
+                SessionGrant(
+                    created=stored_hash is None,
+                    session_token=token,
+                    lease_ttl_sec=lease.heartbeat_grace_sec,
+                    next_heartbeat_sec=lease.next_heartbeat_sec,
+                    lease_expires_at=lease.lease_expires_at(status),
+                )
+            )
+        if not accepted:
+            return outcomes
+
+        reregistered = [m.miner_id for m, _, _ in accepted if m.miner_id in stored_hashes]
+        await self._miners.save_registrations([(miner, key_hash) for miner, key_hash, _ in accepted])
+        revoked = await self._sessions.revoke_all_of(reregistered, now) if reregistered else []
+        await self._sessions.create_many(
+            [
+                (hash_token(token), miner.miner_id, now, lease.token_expires_at(miner.status))
+                for miner, _, token in accepted
+            ]
         )
-        miner = Miner(
-            spec=spec,
-            status=status,
-            registered_at=existing.registered_at if existing is not None else now,
-            trust=existing.trust if existing is not None else Trust(as_of=now),
+        await self._presence.record(
+            [(m.miner_id, m.status.online_since or now, lease.presence_end(m.status)) for m, _, _ in accepted]
         )
-        await self._miners.save_registration(miner, key_hash)
-        revoked = await self._sessions.revoke_all(spec.miner_id, now)
-        token = self._tokens.new_token()
-        token_hash = hash_token(token)
-        await self._sessions.create(token_hash, spec.miner_id, now, lease.token_expires_at(status))
-        assert status.online_since is not None
-        await self._presence.record([(spec.miner_id, status.online_since, lease.presence_end(status))])
         await self._uow.commit()
 
         self._directory.forget_tokens(revoked)
-        self._directory.forget_tokens_of(spec.miner_id)
-        self._directory.drop_pending(spec.miner_id)
-        self._directory.put(miner, now)
-        self._directory.remember_token(token_hash, spec.miner_id)
-        return SessionGrant(
-            created=stored_hash is None,
-            session_token=token,
-            lease_ttl_sec=lease.heartbeat_grace_sec,
-            next_heartbeat_sec=lease.next_heartbeat_sec,
-            lease_expires_at=lease.lease_expires_at(status),
-        )
+        for miner, _, token in accepted:
+            self._directory.drop_pending(miner.miner_id)
+            self._directory.put(miner, now)
+            self._directory.remember_token(hash_token(token), miner.miner_id)
+        return outcomes
