@@ -1,0 +1,510 @@
+"""SQL adapters of the SLA and capacity ports: set-based reads, batched writes; they never commit."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, TypeVar
+
+import msgspec
+from advanced_alchemy.types import DateTimeUTC
+from sqlalchemy import (
+    ARRAY,
+    ColumnElement,
+    Float,
+    Select,
+    Table,
+    and_,
+    bindparam,
+    case,
+    delete,
+    func,
+    insert,
+    select,
+    text,
+    type_coerce,
+    update,
+)
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from poolhub.adapters.db.models import FeedbackRow, MinerRow, MinerStatusRow, PresenceIntervalRow
+from poolhub.adapters.db.repositories import dialect_insert
+from poolhub.adapters.db.sla_models import POOL_SUBJECT, CapacitySnapshotRow, SlaMetricRow, SlaViolationRow
+from poolhub.domain.capacity import CapacitySnapshotValues
+from poolhub.domain.ports import (
+    CapacityRepository,
+    FeedbackWindowStats,
+    MinerSlaFacts,
+    OpenViolationKey,
+    SlaRepository,
+    StoredMetric,
+    StoredSnapshot,
+    StoredViolation,
+)
+from poolhub.domain.sla import (
+    Interval,
+    LatencyStats,
+    Measurement,
+    MetricType,
+    OpenViolation,
+    Severity,
+    latency_stats,
+)
+
+# Rows per multi-row statement: far under the bind-parameter limits of asyncpg (32767) and SQLite (32766).
+_CHUNK = 1000
+_PERCENTILES = (0.5, 0.95, 0.99)
+
+
+def _table(model: Any) -> Table:
+    table = model.__table__
+    assert isinstance(table, Table)
+    return table
+
+
+_T = TypeVar("_T")
+
+
+def _chunks(items: Sequence[_T], size: int = _CHUNK) -> list[Sequence[_T]]:
+    return [items[start : start + size] for start in range(0, len(items), size)]
+
+
+def _is_postgres(session: AsyncSession) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+async def _page(
+    session: AsyncSession, query: Select[Any], order: Sequence[ColumnElement[Any]], offset: int, limit: int
+) -> tuple[list[Any], int]:
+    total = (await session.execute(select(func.count()).select_from(query.subquery()))).scalar_one()
+    rows = (await session.execute(query.order_by(*order).offset(offset).limit(limit))).all()
+    return list(rows), int(total)
+
+
+def _metric(row: Any) -> StoredMetric:
+    return StoredMetric(
+        id=row.id,
+        miner_id=row.miner_id,
+        metric_type=row.metric_type,
+        metric_value=row.metric_value,
+        threshold=row.threshold,
+        is_violation=row.is_violation,
+        timestamp=row.timestamp,
+        metadata=dict(row.metadata_ or {}),
+    )
+
+
+def _violation(row: Any) -> StoredViolation:
+    return StoredViolation(
+        id=row.id,
+        miner_id=row.miner_id,
+        violation_type=row.violation_type,
+        severity=row.severity,
+        metric_value=row.metric_value,
+        threshold=row.threshold,
+        created_at=row.created_at,
+        resolved_at=row.resolved_at,
+        duration_sec=row.duration_sec,
+    )
+
+
+def _snapshot(row: Any) -> StoredSnapshot:
+    return StoredSnapshot(
+        id=row.id,
+        timestamp=row.timestamp,
+        values=CapacitySnapshotValues(
+            total_miners=row.total_miners,
+            online_miners=row.online_miners,
+            total_slots=row.total_slots,
+            used_slots=row.used_slots,
+            capacity_utilization_pct=row.capacity_utilization_pct,
+            capacity_availability_pct=row.capacity_availability_pct,
+        ),
+    )
+
+
+_json = msgspec.json.Encoder()
+
+_UNNEST_METRICS = text(
+    """
+    INSERT INTO sla_metrics
+        (miner_id, metric_type, metric_value, threshold, is_violation, "timestamp", metadata)
+    SELECT u.miner_id, u.metric_type, u.metric_value, u.threshold, u.is_violation, :at,
+        CAST(u.metadata AS JSONB)
+    FROM unnest(
+        CAST(:miner_ids AS VARCHAR[]), CAST(:types AS VARCHAR[]), CAST(:metric_values AS FLOAT8[]),
+        CAST(:thresholds AS FLOAT8[]), CAST(:violations AS BOOLEAN[]), CAST(:metadata AS TEXT[])
+    ) AS u(miner_id, metric_type, metric_value, threshold, is_violation, metadata)
+    """
+).bindparams(bindparam("at", type_=DateTimeUTC(timezone=True)))
+
+
+class SqlSlaRepository(SlaRepository):
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def miner_exists(self, miner_id: str) -> bool:
+        result = await self._session.execute(select(MinerRow.miner_id).where(MinerRow.miner_id == miner_id))
+        return result.first() is not None
+
+    async def miner_facts(self) -> list[MinerSlaFacts]:
+        result = await self._session.execute(
+            select(
+                MinerRow.miner_id,
+                MinerRow.registered_at,
+                MinerRow.max_parallel,
+                MinerStatusRow.queue_len,
+                MinerStatusRow.busy,
+                MinerStatusRow.last_beat_at,
+                MinerStatusRow.logged_out_at,
+            )
+            .join(MinerStatusRow, MinerStatusRow.miner_id == MinerRow.miner_id)
+            .order_by(MinerRow.miner_id)
+        )
+        return [
+            MinerSlaFacts(
+                miner_id=miner_id,
+                registered_at=registered_at,
+                max_parallel=max_parallel,
+                queue_len=queue_len,
+                busy=busy,
+                last_beat_at=last_beat_at,
+                logged_out_at=logged_out_at,
+            )
+            for miner_id, registered_at, max_parallel, queue_len, busy, last_beat_at, logged_out_at in (
+                result.tuples()
+            )
+        ]
+
+    async def presence(self, since: datetime, until: datetime) -> dict[str, list[Interval]]:
+        result = await self._session.execute(
+            select(PresenceIntervalRow.miner_id, PresenceIntervalRow.started_at, PresenceIntervalRow.ended_at)
+            .where(PresenceIntervalRow.ended_at > since, PresenceIntervalRow.started_at < until)
+            .order_by(PresenceIntervalRow.miner_id)
+        )
+        intervals: dict[str, list[Interval]] = {}
+        for miner_id, started_at, ended_at in result.tuples():
+            intervals.setdefault(miner_id, []).append(Interval(start=started_at, end=ended_at))
+        return intervals
+
+    async def feedback_stats(self, since: datetime, until: datetime) -> list[FeedbackWindowStats]:
+        window = and_(FeedbackRow.created_at >= since, FeedbackRow.created_at <= until)
+        completed = func.count().filter(FeedbackRow.outcome == "completed")
+        failed = func.count().filter(FeedbackRow.outcome == "failed")
+        latency = FeedbackRow.latency_ms
+        if _is_postgres(self._session):
+            # One pass: counts, mean and the three percentiles (percentile_cont interpolates linearly,
+            # like the domain's latency_stats) per miner, all computed by PostgreSQL.
+            percentiles = func.percentile_cont(type_coerce(list(_PERCENTILES), ARRAY(Float))).within_group(
+                latency
+            )
+            result = await self._session.execute(
+                select(
+                    FeedbackRow.miner_id,
+                    completed,
+                    failed,
+                    func.count(latency),
+                    func.avg(latency),
+                    percentiles,
+                )
+                .where(window)
+                .group_by(FeedbackRow.miner_id)
+            )
+            stats = []
+            for miner_id, n_completed, n_failed, n_latency, mean, points in result.tuples():
+                summary = None
+                if n_latency:
+                    p50, p95, p99 = (float(p) for p in points)
+                    summary = LatencyStats(count=int(n_latency), mean=float(mean), p50=p50, p95=p95, p99=p99)
+                stats.append(FeedbackWindowStats(miner_id, int(n_completed), int(n_failed), summary))
+            return stats
+        # SQLite has no percentile aggregate: counts in SQL, then every latency of the window in one
+        # ordered query, summarised per miner in Python.
+        counts = await self._session.execute(
+            select(FeedbackRow.miner_id, completed, failed).where(window).group_by(FeedbackRow.miner_id)
+        )
+        by_miner = {miner_id: (int(c), int(f)) for miner_id, c, f in counts.tuples()}
+        latencies = await self._session.execute(
+            select(FeedbackRow.miner_id, latency)
+            .where(window, latency.is_not(None))
+            .order_by(FeedbackRow.miner_id)
+        )
+        summaries: dict[str, LatencyStats | None] = {}
+        for miner_id, group in itertools.groupby(latencies.tuples(), key=lambda row: row[0]):
+            summaries[miner_id] = latency_stats([float(value) for _, value in group if value is not None])
+        return [
+            FeedbackWindowStats(miner_id, c, f, summaries.get(miner_id))
+            for miner_id, (c, f) in by_miner.items()
+        ]
+
+    async def add_metrics(self, measurements: Sequence[Measurement], at: datetime) -> int:
+        if not measurements:
+            return 0
+        if _is_postgres(self._session):
+            # One statement over parallel arrays: tens of thousands of rows per collection would cost
+            # a second through a multi-row VALUES insert, and a tenth of that this way.
+            await self._session.execute(
+                _UNNEST_METRICS,
+                {
+                    "miner_ids": [m.miner_id for m in measurements],
+                    "types": [m.metric_type.value for m in measurements],
+                    "metric_values": [m.value for m in measurements],
+                    "thresholds": [m.threshold for m in measurements],
+                    "violations": [m.is_violation for m in measurements],
+                    "metadata": [_json.encode(m.metadata).decode() for m in measurements],
+                    "at": at,
+                },
+            )
+            return len(measurements)
+        await self._session.execute(
+            insert(_table(SlaMetricRow)),
+            [
+                {
+                    "miner_id": m.miner_id,
+                    "metric_type": m.metric_type.value,
+                    "metric_value": m.value,
+                    "threshold": m.threshold,
+                    "is_violation": m.is_violation,
+                    "timestamp": at,
+                    "metadata": dict(m.metadata),
+                }
+                for m in measurements
+            ],
+        )
+        return len(measurements)
+
+    async def metrics(
+        self, *, since: datetime, miner_id: str | None, offset: int, limit: int
+    ) -> tuple[list[StoredMetric], int]:
+        query = select(SlaMetricRow).where(SlaMetricRow.timestamp >= since)
+        if miner_id is not None:
+            query = query.where(SlaMetricRow.miner_id == miner_id)
+        rows, total = await _page(
+            self._session, query, (SlaMetricRow.timestamp.desc(), SlaMetricRow.id.desc()), offset, limit
+        )
+        return [_metric(row[0]) for row in rows], total
+
+    async def count_metrics_since(self, since: datetime) -> int:
+        result = await self._session.execute(
+            select(func.count()).select_from(SlaMetricRow).where(SlaMetricRow.timestamp >= since)
+        )
+        return int(result.scalar_one())
+
+    async def prune_metrics(self, before: datetime) -> int:
+        result = await self._session.execute(delete(SlaMetricRow).where(SlaMetricRow.timestamp < before))
+        return int(result.rowcount)  # type: ignore[attr-defined]
+
+    async def open_violations(self) -> list[OpenViolation]:
+        result = await self._session.execute(
+            select(
+                SlaViolationRow.id,
+                SlaViolationRow.miner_id,
+                SlaViolationRow.violation_type,
+                SlaViolationRow.created_at,
+                SlaViolationRow.metric_value,
+            ).where(SlaViolationRow.resolved_at.is_(None))
+        )
+        return [
+            OpenViolation(
+                id=str(id_),
+                miner_id=miner_id,
+                violation_type=MetricType(violation_type),
+                created_at=created_at,
+                metric_value=metric_value,
+            )
+            for id_, miner_id, violation_type, created_at, metric_value in result.tuples()
+        ]
+
+    async def open_violation_keys(self) -> list[OpenViolationKey]:
+        result = await self._session.execute(
+            select(SlaViolationRow.miner_id, SlaViolationRow.violation_type, SlaViolationRow.severity).where(
+                SlaViolationRow.resolved_at.is_(None)
+            )
+        )
+        return [OpenViolationKey(m, t, s) for m, t, s in result.tuples()]
+
+    async def open_new_violations(
+        self, breaches: Sequence[tuple[Measurement, Severity]], now: datetime
+    ) -> int:
+        if not breaches:
+            return 0
+        table = _table(SlaViolationRow)
+        opened = 0
+        for chunk in _chunks(breaches):
+            statement = (
+                dialect_insert(self._session, table)
+                .values(
+                    [
+                        {
+                            "miner_id": m.miner_id,
+                            "subject": m.miner_id if m.miner_id is not None else POOL_SUBJECT,
+                            "violation_type": m.metric_type.value,
+                            "severity": grade.value,
+                            "metric_value": m.value,
+                            "threshold": m.threshold,
+                            "created_at": now,
+                            "updated_at": now,
+                            "resolved_at": None,
+                            "duration_sec": None,
+                        }
+                        for m, grade in chunk
+                    ]
+                )
+                .on_conflict_do_nothing(
+                    index_elements=["subject", "violation_type"], index_where=table.c.resolved_at.is_(None)
+                )
+                .returning(table.c.id)
+            )
+            result = await self._session.execute(statement)
+            opened += len(result.all())
+        return opened
+
+    async def refresh_violations(
+        self, updates: Sequence[tuple[str, Measurement, Severity]], now: datetime
+    ) -> None:
+        if not updates:
+            return
+        table = _table(SlaViolationRow)
+        statement = (
+            update(table)
+            .where(table.c.id == bindparam("b_id"), table.c.resolved_at.is_(None))
+            .values(
+                metric_value=bindparam("b_value"),
+                threshold=bindparam("b_threshold"),
+                severity=bindparam("b_severity"),
+                updated_at=bindparam("b_now"),
+            )
+        )
+        await self._session.execute(
+            statement,
+            [
+                {
+                    "b_id": int(id_),
+                    "b_value": m.value,
+                    "b_threshold": m.threshold,
+                    "b_severity": grade.value,
+                    "b_now": now,
+                }
+                for id_, m, grade in updates
+            ],
+        )
+
+    async def resolve_violations(self, resolutions: Sequence[tuple[str, datetime, float]]) -> int:
+        if not resolutions:
+            return 0
+        table = _table(SlaViolationRow)
+        resolved = 0
+        # One statement per chunk with RETURNING, so the count is exact even if another collection
+        # resolved some of them concurrently.
+        for chunk in _chunks(resolutions):
+            ids = [int(id_) for id_, _, _ in chunk]
+            resolved_at = case(
+                {int(id_): type_coerce(at, DateTimeUTC(timezone=True)) for id_, at, _ in chunk},
+                value=table.c.id,
+            )
+            duration = case({int(id_): seconds for id_, _, seconds in chunk}, value=table.c.id)
+            result = await self._session.execute(
+                update(table)
+                .where(table.c.id.in_(ids), table.c.resolved_at.is_(None))
+                .values(resolved_at=resolved_at, duration_sec=duration, updated_at=resolved_at)
+                .returning(table.c.id)
+            )
+            resolved += len(result.all())
+        return resolved
+
+    async def violations(
+        self, *, miner_id: str | None, resolved: bool, offset: int, limit: int
+    ) -> tuple[list[StoredViolation], int]:
+        query = select(SlaViolationRow)
+        query = query.where(
+            SlaViolationRow.resolved_at.is_not(None) if resolved else SlaViolationRow.resolved_at.is_(None)
+        )
+        if miner_id is not None:
+            query = query.where(SlaViolationRow.miner_id == miner_id)
+        rows, total = await _page(
+            self._session,
+            query,
+            (SlaViolationRow.created_at.desc(), SlaViolationRow.id.desc()),
+            offset,
+            limit,
+        )
+        return [_violation(row[0]) for row in rows], total
+
+
+def _snapshot_values(values: CapacitySnapshotValues, at: datetime) -> dict[str, Any]:
+    return {
+        "timestamp": at,
+        "total_miners": values.total_miners,
+        "online_miners": values.online_miners,
+        "total_slots": values.total_slots,
+        "used_slots": values.used_slots,
+        "capacity_utilization_pct": values.capacity_utilization_pct,
+        "capacity_availability_pct": values.capacity_availability_pct,
+    }
+
+
+class SqlCapacityRepository(CapacityRepository):
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def add_snapshot(self, values: CapacitySnapshotValues, at: datetime) -> StoredSnapshot:
+        table = _table(CapacitySnapshotRow)
+        result = await self._session.execute(
+            insert(table).values(_snapshot_values(values, at)).returning(table.c.id)
+        )
+        return StoredSnapshot(id=int(result.scalar_one()), timestamp=at, values=values)
+
+    async def add_snapshots(self, snapshots: Sequence[tuple[datetime, CapacitySnapshotValues]]) -> int:
+        if not snapshots:
+            return 0
+        await self._session.execute(
+            insert(_table(CapacitySnapshotRow)), [_snapshot_values(values, at) for at, values in snapshots]
+        )
+        return len(snapshots)
+
+    async def delete_snapshots(self) -> int:
+        result = await self._session.execute(delete(CapacitySnapshotRow))
+        return int(result.rowcount)  # type: ignore[attr-defined]
+
+    async def snapshots(
+        self, *, since: datetime, offset: int, limit: int
+    ) -> tuple[list[StoredSnapshot], int]:
+        query = select(CapacitySnapshotRow).where(CapacitySnapshotRow.timestamp >= since)
+        rows, total = await _page(
+            self._session,
+            query,
+            (CapacitySnapshotRow.timestamp.desc(), CapacitySnapshotRow.id.desc()),
+            offset,
+            limit,
+        )
+        return [_snapshot(row[0]) for row in rows], total
+
+    async def latest_snapshot(self) -> StoredSnapshot | None:
+        result = await self._session.execute(
+            select(CapacitySnapshotRow)
+            .order_by(CapacitySnapshotRow.timestamp.desc(), CapacitySnapshotRow.id.desc())
+            .limit(1)
+        )
+        row = result.scalar_one_or_none()
+        return _snapshot(row) if row is not None else None
+
+    async def hourly_utilization(self, since: datetime, until: datetime) -> list[tuple[datetime, float]]:
+        timestamp = CapacitySnapshotRow.timestamp
+        if _is_postgres(self._session):
+            hour: ColumnElement[Any] = func.date_trunc("hour", func.timezone("UTC", timestamp))
+        else:
+            # SQLite stores DateTimeUTC as 'YYYY-MM-DD HH:MM:SS.ffffff' in UTC.
+            hour = func.strftime("%Y-%m-%d %H:00:00", timestamp)
+        bucket = type_coerce(hour, DateTimeUTC(timezone=True)).label("hour")
+        result = await self._session.execute(
+            select(bucket, func.avg(CapacitySnapshotRow.capacity_utilization_pct))
+            .where(timestamp >= since, timestamp <= until)
+            .group_by(bucket)
+            .order_by(bucket)
+        )
+        return [(at, float(mean)) for at, mean in result.tuples()]
+
+    async def miner_slot_sizes(self) -> list[int]:
+        result = await self._session.execute(select(MinerRow.max_parallel))
+        return [int(size) for size in result.scalars()]
