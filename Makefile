@@ -47,6 +47,9 @@ typecheck: install ## mypy --strict on src
 check: lint typecheck ## lint, format check, types and the import-layer contracts
 	$(BIN)/lint-imports
 
+demo: install ## a hub, the coordinator stub and a simulated pool for a minute, then the operator's view
+	$(BIN)/poolhub demo
+
 coordinator-stub: install ## run the coordinator billing stub on 127.0.0.1:8011
 	$(BIN)/poolhub coordinator-stub --port 8011
 

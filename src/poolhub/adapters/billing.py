@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import structlog
 
+from poolhub.adapters.http_transport import KeepAliveTransport
 from poolhub.domain.billing import (
     BillingGateway,
     BillingPermanentError,
@@ -30,11 +31,20 @@ _EXCERPT_CHARS = 300
 _log = structlog.get_logger(__name__)
 
 
-def make_http_client(base_url: str, api_key: str, timeout_s: float = 5.0) -> httpx.AsyncClient:
-    """A pooled client for the coordinator; the caller owns it and must `aclose()` it.
+def make_http_client(
+    base_url: str,
+    api_key: str,
+    timeout_s: float = 5.0,
+    *,
+    max_connections: int = 64,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> httpx.AsyncClient:
+    """A pooled keep-alive client for the coordinator; the caller owns it and must `aclose()` it.
 
-    Redirects are not followed (a 3xx counts as a rejection) and proxy settings from the environment are
-    ignored, so the bearer key only ever goes to `base_url`.
+    It runs on `KeepAliveTransport` (a usage sync sends one request per ledger line, and httpx's default
+    transport costs several times more CPU per request). Redirects are not followed (a 3xx counts as a
+    rejection) and proxy settings from the environment are ignored, so the bearer key only ever goes
+    to `base_url`.
     """
     headers = {"Accept": "application/json"}
     if api_key:
@@ -43,7 +53,8 @@ def make_http_client(base_url: str, api_key: str, timeout_s: float = 5.0) -> htt
         base_url=base_url,
         headers=headers,
         timeout=httpx.Timeout(timeout_s),
-        limits=httpx.Limits(max_connections=20, max_keepalive_connections=10, keepalive_expiry=30.0),
+        transport=transport
+        or KeepAliveTransport(max_connections=max_connections, max_idle_connections=max_connections),
         follow_redirects=False,
         trust_env=False,
     )
@@ -105,14 +116,18 @@ class CoordinatorBillingClient(BillingGateway):
 
     def __init__(self, http: httpx.AsyncClient) -> None:
         self._http = http
+        # The usage call is the hot path of a sync: a ready URL and an encoded body spare httpx
+        # re-parsing and merging the URL and re-encoding JSON on each of thousands of requests.
+        base = http.base_url
+        self._usage_url = base.copy_with(raw_path=base.raw_path + USAGE_PATH.lstrip("/").encode())
 
     async def send_usage(self, record: UsageRecord) -> None:
         await self._call(
             "send_usage",
             "POST",
-            USAGE_PATH,
-            json_body=usage_body(record),
-            headers={"Idempotency-Key": record.idempotency_key},
+            self._usage_url,
+            content=json.dumps(usage_body(record), separators=(",", ":")).encode(),
+            headers={"Idempotency-Key": record.idempotency_key, "Content-Type": "application/json"},
             log_context={"idempotency_key": record.idempotency_key, "tenant_id": record.tenant_id},
         )
 
@@ -142,15 +157,18 @@ class CoordinatorBillingClient(BillingGateway):
         self,
         operation: str,
         method: str,
-        path: str,
+        path: str | httpx.URL,
         *,
         json_body: Mapping[str, Any] | None = None,
+        content: bytes | None = None,
         params: Mapping[str, str | int] | None = None,
         headers: Mapping[str, str] | None = None,
         log_context: Mapping[str, object],
     ) -> httpx.Response:
         try:
-            response = await self._http.request(method, path, json=json_body, params=params, headers=headers)
+            response = await self._http.request(
+                method, path, json=json_body, content=content, params=params, headers=headers
+            )
         except httpx.TimeoutException as exc:
             message = f"coordinator billing {operation} timed out ({type(exc).__name__})"
             _log.warning(

@@ -91,10 +91,32 @@ def _register_simulate(commands: argparse._SubParsersAction[argparse.ArgumentPar
     register(commands)
 
 
+def _register_sla_tools(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from poolhub.app.bench_sla import register_bench_sla, register_seed_capacity
+
+    register_bench_sla(commands)
+    register_seed_capacity(commands)
+
+
+def _register_billing(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from poolhub.app.cli_billing import register
+
+    register(commands)
+
+
+def _register_demo(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from poolhub.app.tools.demo import register
+
+    register(commands)
+
+
 # Later subcommands register themselves here; each imports its module only when the CLI builds.
 EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]] = [
     _register_bench,
     _register_simulate,
+    _register_sla_tools,
+    _register_billing,
+    _register_demo,
 ]
 
 

@@ -338,6 +338,15 @@ def create_stub_app(state: StubState | None = None, api_key: str | None = None) 
     )
 
 
-def run_stub(host: str, port: int, api_key: str | None) -> None:
-    """Serve the stub with uvicorn until interrupted (`poolhub coordinator-stub --port 8011`)."""
-    uvicorn.run(create_stub_app(api_key=api_key), host=host, port=port, log_level="info")
+def run_stub(host: str, port: int, api_key: str | None, *, quiet: bool = False) -> None:
+    """Serve the stub with uvicorn until interrupted (`poolhub coordinator-stub --port 8011`).
+
+    `quiet` turns off the access log (one line per request slows a benchmark down).
+    """
+    uvicorn.run(
+        create_stub_app(api_key=api_key),
+        host=host,
+        port=port,
+        log_level="warning" if quiet else "info",
+        access_log=not quiet,
+    )

@@ -13,6 +13,8 @@ from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
 from poolhub.app.background import Background
+from poolhub.app.billing_jobs import billing_jobs
+from poolhub.app.controllers.billing import BillingController
 from poolhub.app.controllers.match import MatchController
 from poolhub.app.controllers.miners import MinerController, heartbeat_socket
 from poolhub.app.controllers.observability import ObservabilityController
@@ -39,6 +41,7 @@ def periodic_jobs(settings: Settings) -> list[PeriodicJob]:
     """Jobs that run once per tick across all processes; each feature adds its own here."""
     jobs: list[PeriodicJob] = []
     jobs.extend(sla_jobs(settings))
+    jobs.extend(billing_jobs(settings))
     return jobs
 
 
@@ -65,6 +68,7 @@ def create_app(settings: Settings, container: AsyncContainer | None = None) -> L
             ObservabilityController,
             MatchController,
             SlaController,
+            BillingController,
         ],
         lifespan=[lifespan, sla_penalty_lifespan(container)],
         exception_handlers=EXCEPTION_HANDLERS,

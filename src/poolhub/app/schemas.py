@@ -38,6 +38,14 @@ class Base(msgspec.Struct, forbid_unknown_fields=False, omit_defaults=False):
     pass
 
 
+class Problem(Base, kw_only=True):
+    """Every error answer (Litestar's shape): `detail` says what is wrong, `extra` names the fields."""
+
+    status_code: int
+    detail: str
+    extra: list[dict[str, str]] | dict[str, str] | None = None
+
+
 class MinerRegister(Base, kw_only=True):
     miner_id: Id
     api_key: Annotated[str, Meta(min_length=16, max_length=256)]

@@ -44,14 +44,6 @@ MethodName = Annotated[
 MetadataValue = float | int | str | None
 
 
-class Problem(Base):
-    """Litestar's error shape, for the OpenAPI schema."""
-
-    status_code: int
-    detail: str
-    extra: object | None = None
-
-
 class SlaMetricRead(Base):
     id: int
     miner_id: Annotated[str | None, Meta(description="null for pool-wide metrics")]

@@ -121,7 +121,13 @@ class MatchController(Controller):
         summary="How a job went on a miner; moves its trust, and a completed job becomes usage",
         description="201 `recorded` the first time; the same (job_id, miner_id, outcome) again is "
         "200 `duplicate` and changes nothing. Unknown miner: 404.",
-        responses={200: ResponseSpec(FeedbackRecorded, description="a duplicate: nothing changed")},
+        responses={
+            200: ResponseSpec(
+                generate_examples=False,
+                data_container=FeedbackRecorded,
+                description="a duplicate: nothing changed",
+            )
+        },
     )
     @inject
     async def feedback(

@@ -119,7 +119,13 @@ class MinerController(Controller):
         summary="Register a miner (or re-register it with the same api_key)",
         description="No token: the api_key authenticates. 201 for a new miner, 200 for an existing one. "
         "Re-registering revokes the miner's older session tokens.",
-        responses={201: ResponseSpec(MinerRegistered, description="a new miner was registered")},
+        responses={
+            201: ResponseSpec(
+                generate_examples=False,
+                data_container=MinerRegistered,
+                description="a new miner was registered",
+            )
+        },
     )
     @inject
     async def register(

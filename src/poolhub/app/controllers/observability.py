@@ -21,7 +21,11 @@ class ObservabilityController(Controller):
     @get(
         "/health",
         summary="Liveness and pool size; 503 when the database is down",
-        responses={503: ResponseSpec(Health, description="the database is down")},
+        responses={
+            503: ResponseSpec(
+                generate_examples=False, data_container=Health, description="the database is down"
+            )
+        },
     )
     @inject
     async def health(

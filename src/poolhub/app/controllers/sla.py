@@ -14,13 +14,13 @@ from litestar.params import PathParameter, QueryParameter
 
 from poolhub.app.auth import Role, require
 from poolhub.app.metrics import Metrics
+from poolhub.app.schemas import Problem
 from poolhub.app.schemas_sla import (
     CapacityForecastRead,
     CapacityRecommendationsRead,
     CapacitySnapshotRead,
     ForecastPeakRead,
     ForecastPointRead,
-    Problem,
     RecommendationRead,
     SlaCollectionRead,
     SlaMetricRead,
@@ -145,7 +145,11 @@ class SlaController(Controller):
         "/metrics/{miner_id:str}",
         summary="One miner's SLA metrics of the last `hours`, newest first",
         description="404 when no such miner is registered. Paginated (X-Total-Count).",
-        responses={404: ResponseSpec(Problem, description="no such miner is registered")},
+        responses={
+            404: ResponseSpec(
+                generate_examples=False, data_container=Problem, description="no such miner is registered"
+            )
+        },
     )
     @inject
     async def miner_metrics(

@@ -1,0 +1,258 @@
+"""In-memory fakes of the domain's ports, for unit tests of use cases (no I/O, no container)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+from poolhub.domain.billing import (
+    API_CALLS_KEY_PREFIX,
+    BillingRetryableError,
+    LedgerEntry,
+    LedgerStatus,
+    StatusTotal,
+    TenantHourCalls,
+    UsageRecord,
+    hour_floor,
+)
+from poolhub.domain.ports import PendingSelection, RetryMark
+
+
+class FixedClock:
+    def __init__(self, now: datetime = datetime(2026, 3, 1, 12, 30, tzinfo=UTC)) -> None:
+        self.current = now
+
+    def now(self) -> datetime:
+        return self.current
+
+    def advance(self, delta: timedelta) -> None:
+        self.current += delta
+
+
+class FakeUnitOfWork:
+    """Counts commits; `fail_next_commit` makes the next commit raise (a crash after the sends)."""
+
+    def __init__(self) -> None:
+        self.commits = 0
+        self.rollbacks = 0
+        self.fail_next_commit = False
+
+    async def commit(self) -> None:
+        if self.fail_next_commit:
+            self.fail_next_commit = False
+            raise ConnectionError("the database went away")
+        self.commits += 1
+
+    async def rollback(self) -> None:
+        self.rollbacks += 1
+
+
+class FixedRandom:
+    """Draws cycle through `draws`; ids are id-1, id-2, …"""
+
+    def __init__(self, *draws: float) -> None:
+        self._draws = list(draws) or [0.5]
+        self._next = 0
+        self._ids = 0
+
+    def random(self) -> float:
+        value = self._draws[self._next % len(self._draws)]
+        self._next += 1
+        return value
+
+    def new_id(self) -> str:
+        self._ids += 1
+        return f"id-{self._ids}"
+
+
+@dataclass
+class FakeBillingGateway:
+    """Records every send; `fail` decides per record: return an exception to raise, or None to accept.
+
+    `received` maps each accepted key to its record once, as the coordinator counts it.
+    """
+
+    fail: Callable[[UsageRecord], Exception | None] = lambda _: None
+    metrics_answer: Mapping[str, object] | Exception = field(default_factory=lambda: {"total_records": 0})
+    invoice_answer: Mapping[str, object] | Exception = field(
+        default_factory=lambda: {"invoice_id": "inv-1", "status": "issued"}
+    )
+    sends: list[str] = field(default_factory=list)
+    received: dict[str, UsageRecord] = field(default_factory=dict)
+    invoices: list[tuple[str, datetime, datetime]] = field(default_factory=list)
+
+    async def send_usage(self, record: UsageRecord) -> None:
+        self.sends.append(record.idempotency_key)
+        error = self.fail(record)
+        if error is not None:
+            raise error
+        self.received.setdefault(record.idempotency_key, record)
+
+    async def metrics(self, tenant_id: str | None, hours: int) -> Mapping[str, object]:
+        if isinstance(self.metrics_answer, Exception):
+            raise self.metrics_answer
+        return self.metrics_answer
+
+    async def invoice(
+        self, tenant_id: str, period_start: datetime, period_end: datetime
+    ) -> Mapping[str, object]:
+        self.invoices.append((tenant_id, period_start, period_end))
+        if isinstance(self.invoice_answer, Exception):
+            raise self.invoice_answer
+        return self.invoice_answer
+
+
+def outage(_: UsageRecord) -> Exception:
+    return BillingRetryableError("coordinator billing send_usage answered HTTP 503", status_code=503)
+
+
+class FakeBillingLedger:
+    """The ledger as a dict; `matches` holds (tenant_id, requested_at) of answered match requests."""
+
+    def __init__(self, matches: Sequence[tuple[str | None, datetime]] = ()) -> None:
+        self.entries: dict[int, LedgerEntry] = {}
+        self.matches = list(matches)
+        self._next_id = 0
+
+    def by_key(self) -> dict[str, LedgerEntry]:
+        return {entry.record.idempotency_key: entry for entry in self.entries.values()}
+
+    async def add(self, records: Sequence[UsageRecord]) -> int:
+        keys = set(self.by_key())
+        added = 0
+        for record in records:
+            if record.idempotency_key in keys:
+                continue
+            keys.add(record.idempotency_key)
+            self._next_id += 1
+            self.entries[self._next_id] = LedgerEntry(
+                id=self._next_id,
+                record=record,
+                status=LedgerStatus.PENDING,
+                attempts=0,
+                created_at=record.usage_end,
+            )
+            added += 1
+        return added
+
+    async def get_by_key(self, idempotency_key: str) -> LedgerEntry | None:
+        return self.by_key().get(idempotency_key)
+
+    def _selected(self, entry: LedgerEntry, selection: PendingSelection) -> bool:
+        record = entry.record
+        return (
+            entry.status is LedgerStatus.PENDING
+            and (selection.miner_id is None or record.miner_id == selection.miner_id)
+            and (selection.usage_end_from is None or record.usage_end >= selection.usage_end_from)
+        )
+
+    async def pending_batch(
+        self, *, after_id: int, limit: int, due_at: datetime | None, selection: PendingSelection
+    ) -> list[LedgerEntry]:
+        chosen = [
+            entry
+            for entry_id, entry in sorted(self.entries.items())
+            if entry_id > after_id
+            and self._selected(entry, selection)
+            and (due_at is None or entry.next_attempt_at is None or entry.next_attempt_at <= due_at)
+        ]
+        return chosen[:limit]
+
+    def _update(self, entry_id: int, **changes: object) -> None:
+        self.entries[entry_id] = dataclasses.replace(self.entries[entry_id], **changes)  # type: ignore[arg-type]
+
+    async def mark_synced(self, ids: Sequence[int], now: datetime) -> None:
+        for entry_id in ids:
+            entry = self.entries[entry_id]
+            if entry.status is not LedgerStatus.SYNCED:
+                self._update(
+                    entry_id,
+                    status=LedgerStatus.SYNCED,
+                    synced_at=now,
+                    attempts=entry.attempts + 1,
+                    next_attempt_at=None,
+                    last_error=None,
+                )
+
+    async def mark_retry(self, marks: Sequence[RetryMark]) -> None:
+        for mark in marks:
+            entry = self.entries[mark.id]
+            if entry.status is LedgerStatus.PENDING:
+                self._update(
+                    mark.id,
+                    attempts=entry.attempts + 1,
+                    next_attempt_at=mark.next_attempt_at,
+                    last_error=mark.error,
+                )
+
+    async def mark_rejected(self, rejections: Sequence[tuple[int, str]], now: datetime) -> None:
+        for entry_id, reason in rejections:
+            entry = self.entries[entry_id]
+            if entry.status is LedgerStatus.PENDING:
+                self._update(
+                    entry_id,
+                    status=LedgerStatus.REJECTED,
+                    attempts=entry.attempts + 1,
+                    next_attempt_at=None,
+                    last_error=reason,
+                )
+
+    async def count_pending(self, selection: PendingSelection) -> int:
+        return sum(1 for entry in self.entries.values() if self._selected(entry, selection))
+
+    async def totals(
+        self, *, start: datetime, end: datetime, tenant_id: str | None, miner_id: str | None
+    ) -> list[StatusTotal]:
+        sums: dict[tuple[str, str | None, str, str, str, LedgerStatus], tuple[Decimal, Decimal]] = {}
+        for entry in self.entries.values():
+            r = entry.record
+            if not start <= r.usage_end <= end:
+                continue
+            if (tenant_id is not None and r.tenant_id != tenant_id) or (
+                miner_id is not None and r.miner_id != miner_id
+            ):
+                continue
+            key = (r.tenant_id, r.miner_id, r.resource_type, r.unit, r.currency, entry.status)
+            quantity, money = sums.get(key, (Decimal(0), Decimal(0)))
+            sums[key] = (quantity + r.quantity, money + r.amount)
+        return [
+            StatusTotal(tenant, miner, resource, unit, currency, status, quantity, money)
+            for (tenant, miner, resource, unit, currency, status), (quantity, money) in sums.items()
+        ]
+
+    async def list_entries(
+        self,
+        *,
+        status: LedgerStatus | None,
+        tenant_id: str | None,
+        miner_id: str | None,
+        offset: int,
+        limit: int,
+    ) -> tuple[list[LedgerEntry], int]:
+        chosen = [
+            entry
+            for _, entry in sorted(self.entries.items(), reverse=True)
+            if (status is None or entry.status is status)
+            and (tenant_id is None or entry.record.tenant_id == tenant_id)
+            and (miner_id is None or entry.record.miner_id == miner_id)
+        ]
+        return chosen[offset : offset + limit], len(chosen)
+
+    async def api_calls_derived_until(self) -> datetime | None:
+        starts = [
+            entry.record.usage_start
+            for entry in self.entries.values()
+            if entry.record.idempotency_key.startswith(API_CALLS_KEY_PREFIX)
+        ]
+        return max(starts, default=None)
+
+    async def match_calls(self, start: datetime | None, end: datetime) -> list[TenantHourCalls]:
+        counts: dict[tuple[str | None, datetime], int] = {}
+        for tenant, requested_at in self.matches:
+            if requested_at < end and (start is None or requested_at >= start):
+                key = (tenant, hour_floor(requested_at))
+                counts[key] = counts.get(key, 0) + 1
+        return [TenantHourCalls(tenant, hour, calls) for (tenant, hour), calls in counts.items()]
