@@ -1,4 +1,4 @@
-"""`poolhub bench-billing`: seed N pending usage lines, sync them all to the coordinator stub, time it.
+"""`poolhub bench billing`: seed N pending usage lines, sync them all to the coordinator stub, time it.
 
 The lines carry a miner id of their own (`bench-<run>`), the sync is limited to that miner, and the lines
 are deleted afterwards (unless `--keep`), so a database in use is left as it was. The stub runs in a child
@@ -299,4 +299,4 @@ def main(args: argparse.Namespace) -> None:
         f"({result.sync_cpu_seconds / max(result.records, 1) * 1e6:.0f} µs per line); "
         f"event loop: {loop_name}.",
     ]
-    append_report("poolhub bench-billing", lines)
+    append_report("poolhub bench billing", lines)

@@ -1,6 +1,6 @@
-"""`poolhub bench-sla` (SLA collection and capacity forecast timings) and `poolhub seed-capacity`.
+"""`poolhub bench sla` (SLA collection and capacity forecast timings) and `poolhub seed-capacity`.
 
-bench-sla seeds N miners with presence history and M feedback rows in the SLA window (PostgreSQL: COPY;
+bench sla seeds N miners with presence history and M feedback rows in the SLA window (PostgreSQL: COPY;
 SQLite: batched inserts), times collections through the same use case the scheduler runs, times a 168 h
 forecast from 90 days of hourly snapshots, prints a table and appends it to docs/BENCHMARKS.md.
 seed-capacity loads weeks of synthetic hourly snapshots (trend + daily cycle) so the forecast and the
@@ -234,7 +234,7 @@ async def _check_dedicated(engine: AsyncEngine) -> None:
     if foreign:
         sys.exit(
             f"poolhub: this database holds {foreign} miner(s) that are not from a benchmark; "
-            "bench-sla wipes the miner and SLA tables, so point --database-url at a dedicated database"
+            "bench sla wipes the miner and SLA tables, so point --database-url at a dedicated database"
         )
 
 
@@ -330,7 +330,7 @@ async def bench_sla(args: argparse.Namespace) -> None:
     settings = _settings(fresh_url or args.database_url)
     url = settings.database_url
     backend = "PostgreSQL" if make_url(url).get_backend_name() == "postgresql" else "SQLite"
-    console.print(f"bench-sla on {backend} at {_redacted(url)}")
+    console.print(f"bench sla on {backend} at {_redacted(url)}")
     await asyncio.to_thread(upgrade, url)
     container = make_container(settings)
     try:
@@ -424,7 +424,7 @@ async def bench_sla(args: argparse.Namespace) -> None:
     for line in summary[1:]:
         console.print(line)
     if not args.no_report:
-        append_report("poolhub bench-sla", [*markdown, *summary])
+        append_report("poolhub bench sla", [*markdown, *summary])
         console.print("appended to docs/BENCHMARKS.md")
 
 
@@ -484,9 +484,10 @@ async def seed_capacity(args: argparse.Namespace) -> None:
 # --- command-line hooks --------------------------------------------------------------------------------
 
 
-def register_bench_sla(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = commands.add_parser(
-        "bench-sla",
+def register_bench_sla(kinds: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`poolhub bench sla`."""
+    parser = kinds.add_parser(
+        "sla",
         help="time one SLA collection over a seeded pool and a 168 h capacity forecast "
         "(appends to docs/BENCHMARKS.md); needs a dedicated database: it wipes the miner and SLA tables",
     )

@@ -92,9 +92,8 @@ def _register_simulate(commands: argparse._SubParsersAction[argparse.ArgumentPar
 
 
 def _register_sla_tools(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from poolhub.app.bench_sla import register_bench_sla, register_seed_capacity
+    from poolhub.app.bench_sla import register_seed_capacity
 
-    register_bench_sla(commands)
     register_seed_capacity(commands)
 
 

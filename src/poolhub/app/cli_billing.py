@@ -1,4 +1,4 @@
-"""`poolhub coordinator-stub` and `poolhub bench-billing`; heavy imports wait until a command runs."""
+"""`poolhub coordinator-stub` and `poolhub bench billing`; heavy imports wait until a command runs."""
 
 from __future__ import annotations
 
@@ -48,8 +48,11 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     stub.add_argument("--quiet", action="store_true", help="no access log")
     stub.set_defaults(handler=_coordinator_stub)
 
-    bench = commands.add_parser(
-        "bench-billing",
+
+def register_bench_billing(kinds: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`poolhub bench billing`."""
+    bench = kinds.add_parser(
+        "billing",
         help="seed N pending usage lines and time one full sync to the coordinator stub",
         description="Seeds N pending ledger lines (under a miner id of their own, removed afterwards) into "
         "the database, syncs them to the stub and appends the result to docs/BENCHMARKS.md.",

@@ -17,6 +17,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from poolhub.app.bench_sla import register_bench_sla
+from poolhub.app.cli_billing import register_bench_billing
 from poolhub.app.tools.fleet import job_request, miner_profiles
 from poolhub.app.tools.hubproc import (
     COORDINATOR_SECRET,
@@ -359,6 +361,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     heartbeat.add_argument("--pg-server", default=DEFAULT_PG_SERVER)
     heartbeat.add_argument("--database-url")
     heartbeat.set_defaults(handler=lambda a: asyncio.run(bench_heartbeat(a)))
+
+    register_bench_sla(kinds)
+    register_bench_billing(kinds)
 
     matcher = kinds.add_parser("matcher", help="the in-process matcher alone at several pool sizes")
     matcher.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
