@@ -31,7 +31,7 @@ async def test_acknowledged_writes_survive_a_flusher_that_never_ran(
     beat = await doomed.client.post("/v1/miners/heartbeat", json={"queue_len": 5}, headers=bearer(token))
     assert beat.status_code == 200
 
-    async def crash() -> None:
+    async def crash(**_: object) -> None:
         raise RuntimeError("the process died")
 
     # Nothing pending is flushed on the way down: as if the process were killed.

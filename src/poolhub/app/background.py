@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from poolhub.app.registrations import RegistrationBatcher
 from poolhub.domain.directory import MinerDirectory
 from poolhub.domain.match_log import MatchLog
+from poolhub.domain.model import MinerStatus
 from poolhub.domain.ports import (
     Clock,
     MatchRecordRepository,
@@ -32,6 +33,7 @@ PROBE_INTERVAL_SEC = 2.0
 TRUST_REAGE_INTERVAL_SEC = 60.0
 # Rows committed by another process can carry an updated_at a little older than our last look.
 REFRESH_OVERLAP = timedelta(seconds=2)
+PRESENCE_STEP = timedelta(seconds=5)
 
 
 class DatabaseProbe:
@@ -59,6 +61,8 @@ class Background:
         self._container = container
         self._tasks: list[asyncio.Task[None]] = []
         self._last_refresh: datetime | None = None
+        # miner id -> (interval start, interval end) as last written to presence history
+        self._presence_written: dict[str, tuple[datetime, datetime]] = {}
 
     async def start(self) -> None:
         await self.warm_directory()
@@ -78,7 +82,7 @@ class Background:
                 await task
         self._tasks = []
         await (await self._container.get(RegistrationBatcher)).stop()
-        await self.flush()
+        await self.flush(exact=True)
 
     async def _every(self, seconds: float, job: Callable[[], Awaitable[object]]) -> None:
         while True:
@@ -97,10 +101,10 @@ class Background:
         directory.merge(miners, clock.now())
         await self.probe_database()
 
-    async def flush(self) -> None:
+    async def flush(self, *, exact: bool = False) -> None:
         """Save what hot paths queued: beats, then match records (each batch in its own transaction)."""
         try:
-            await self.flush_beats()
+            await self.flush_beats(exact=exact)
         finally:
             await self.flush_match_records()
 
@@ -118,33 +122,48 @@ class Background:
             raise
         return len(records)
 
-    async def flush_beats(self) -> int:
-        """Save every coalesced beat in one batched statement per table; requeue them if that fails."""
+    async def flush_beats(self, *, exact: bool = False) -> int:
+        """Save the latest status of every beating miner in one batched statement; requeue if that fails.
+
+        Presence-interval ends and session expiries move with every beat but matter at a coarser grain:
+        they are written when they advanced by PRESENCE_STEP or more (and at every new interval, logout,
+        and the final flush), which keeps the flush cheap when thousands of miners beat every second.
+        """
         directory = await self._container.get(MinerDirectory)
         pending = directory.take_pending()
         if not pending:
             return 0
         lease = directory.lease
         clock = await self._container.get(Clock)
+        ends: list[tuple[str, MinerStatus, datetime]] = []
+        for miner_id, status in pending:
+            if status.online_since is None:
+                continue
+            end = lease.presence_end(status)
+            written = self._presence_written.get(miner_id)
+            if (
+                exact
+                or written is None
+                or written[0] != status.online_since
+                or end - written[1] >= PRESENCE_STEP
+            ):
+                ends.append((miner_id, status, end))
         try:
             async with self._container() as scope:
-                now = clock.now()
-                statuses = [(beat.miner_id, beat.status) for beat in pending]
-                await (await scope.get(MinerRepository)).save_statuses(statuses, now)
+                await (await scope.get(MinerRepository)).save_statuses(pending, clock.now())
                 await (await scope.get(SessionRepository)).extend(
-                    [(beat.miner_id, lease.token_expires_at(beat.status)) for beat in pending]
+                    [(miner_id, lease.token_expires_at(status)) for miner_id, status, _ in ends]
                 )
                 await (await scope.get(PresenceRepository)).record(
-                    [
-                        (beat.miner_id, beat.status.online_since, lease.presence_end(beat.status))
-                        for beat in pending
-                        if beat.status.online_since is not None
-                    ]
+                    [(miner_id, status.online_since, end) for miner_id, status, end in ends]
                 )
                 await (await scope.get(UnitOfWork)).commit()
         except Exception:
             directory.requeue(pending)
             raise
+        for miner_id, status, end in ends:
+            assert status.online_since is not None
+            self._presence_written[miner_id] = (status.online_since, end)
         return len(pending)
 
     async def refresh_directory(self) -> None:

@@ -7,20 +7,12 @@ read and write without a round trip. Beats are applied here at once and queued f
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime
 
 from poolhub.domain.matching import IndexedMiner, MinerIndex
 from poolhub.domain.model import LeasePolicy, Miner, MinerStatus, Trust
 from poolhub.domain.trust import TrustPolicy
-
-
-@dataclass(frozen=True, slots=True)
-class PendingBeat:
-    """The latest unsaved status of one miner."""
-
-    miner_id: str
-    status: MinerStatus
 
 
 class MinerDirectory:
@@ -89,17 +81,17 @@ class MinerDirectory:
         self.index.update_status(miner_id, eta_ms=status.avg_latency_ms)
         self._pending[miner_id] = status
 
-    def take_pending(self) -> list[PendingBeat]:
-        """Hand the queued statuses to the flusher; `requeue` gives them back if saving fails."""
-        pending = [PendingBeat(miner_id, status) for miner_id, status in self._pending.items()]
+    def take_pending(self) -> list[tuple[str, MinerStatus]]:
+        """Hand the latest unsaved status of each miner to the flusher; `requeue` gives them back."""
+        pending = list(self._pending.items())
         self._pending = {}
         return pending
 
-    def requeue(self, beats: Iterable[PendingBeat]) -> None:
-        for beat in beats:
-            newer = self._pending.get(beat.miner_id)
-            if newer is None or newer.event_at < beat.status.event_at:
-                self._pending[beat.miner_id] = beat.status
+    def requeue(self, beats: Iterable[tuple[str, MinerStatus]]) -> None:
+        for miner_id, status in beats:
+            newer = self._pending.get(miner_id)
+            if newer is None or newer.event_at < status.event_at:
+                self._pending[miner_id] = status
 
     def pending_count(self) -> int:
         return len(self._pending)
