@@ -102,6 +102,7 @@ async def _report(url: str) -> None:
         )
     )
     ranked = sorted(miners, key=lambda m: (-m["trust_score"], m["miner_id"]))
+    judged = [m for m in ranked if m["trust_samples"] > 0]  # least trusted among miners with a record
     trust_rows = [
         [
             m["miner_id"],
@@ -110,7 +111,7 @@ async def _report(url: str) -> None:
             m["gpu_name"] or "",
             m["region"] or "",
         ]
-        for m in ranked[:5] + ranked[-5:]
+        for m in ranked[:5] + judged[-5:]
     ]
     console.print(
         _table(
@@ -143,8 +144,18 @@ async def _report(url: str) -> None:
             ],
         )
     )
+    console.print("(api_calls are billed per closed hour, so a one-minute demo shows none yet)")
     coordinator = usage.get("coordinator")
     console.print(f"The coordinator's own billing metrics: {'reachable' if coordinator else 'unreachable'}")
+
+
+async def _collect_every(url: str, seconds: float) -> None:
+    """SLA collections while the pool works, so capacity snapshots see it busy (the scheduler's interval
+    is minutes)."""
+    async with httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}) as client:
+        while True:
+            await asyncio.sleep(seconds)
+            await client.post("/sla/metrics/collect")
 
 
 async def _demo(args: argparse.Namespace) -> None:
@@ -178,7 +189,11 @@ async def _demo(args: argparse.Namespace) -> None:
             coordinator_token=COORDINATOR_SECRET,
             progress=sys.stderr.isatty(),
         )
-        stats = await Simulation(config).run()
+        collecting = asyncio.create_task(_collect_every(hub.url, 15.0))
+        try:
+            stats = await Simulation(config).run()
+        finally:
+            collecting.cancel()
         console.print(summary_table(stats, config))
         await _report(hub.url)
     finally:
