@@ -35,8 +35,8 @@ class Metrics:
             ["reason"],
             registry=self.registry,
         )
-        for reason in REJECTION_REASONS:
-            self.match_rejections.labels(reason=reason)
+        # Resolved once: a labels() lookup per reason per match would show on the hot path.
+        self.rejections_by_reason = {r: self.match_rejections.labels(reason=r) for r in REJECTION_REASONS}
         self.heartbeats = Counter(
             "poolhub_heartbeats", "Beats received over HTTP and WebSocket", registry=self.registry
         )

@@ -112,7 +112,7 @@ class MatchController(Controller):
         metrics.match_requests.inc()
         for reason, count in result.rejections.items():
             if count:
-                metrics.match_rejections.labels(reason=reason).inc(count)
+                metrics.rejections_by_reason[reason].inc(count)
         return response
 
     @post(
