@@ -55,12 +55,21 @@ def check_role(token: str | None, role: Role, secrets: RoleSecrets, directory: M
 
 def require(role: Role) -> object:
     async def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
-        container = connection.app.state.dishka_container
-        check_role(
-            bearer_token(connection.headers.get("authorization")),
-            role,
-            await container.get(RoleSecrets),
-            await container.get(MinerDirectory),
-        )
+        state = connection.app.state
+        resolved = state.get("role_check")
+        if resolved is None:  # resolved once per app: a guard runs on every coordinator and operator call
+            container = state.dishka_container
+            resolved = state["role_check"] = (
+                await container.get(RoleSecrets),
+                await container.get(MinerDirectory),
+            )
+        check_role(_authorization(connection.scope), role, *resolved)
 
     return guard
+
+
+def _authorization(scope: Any) -> str | None:
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            return bearer_token(value.decode("latin-1"))
+    return None
