@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Literal, TypeVar
 
 import msgspec
+from litestar import Response
 from msgspec import Meta
+
+T = TypeVar("T")
 
 Id = Annotated[
     str,
@@ -137,3 +140,8 @@ class Health(Base):
     online_miners: int
     avg_latency_ms: float | None
     db: Literal["ok", "error"]
+
+
+def page_response(items: list[T], total: int) -> Response[list[T]]:
+    """A page of a list: the items as a JSON array, the total before paging in `X-Total-Count`."""
+    return Response(items, headers={"X-Total-Count": str(total)})

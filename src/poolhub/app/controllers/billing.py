@@ -17,7 +17,7 @@ from litestar.params import HeaderParameter, JSONBody, QueryParameter
 from poolhub.app.auth import Role, require
 from poolhub.app.billing_jobs import run_sync
 from poolhub.app.metrics import Metrics
-from poolhub.app.schemas import Problem
+from poolhub.app.schemas import Problem, page_response
 from poolhub.app.schemas_billing import (
     InvoiceCreate,
     LedgerEntryRead,
@@ -242,9 +242,7 @@ class BillingController(Controller):
         page = await use_case.execute(
             status=status, tenant_id=tenant_id, miner_id=miner_id, offset=offset, limit=limit
         )
-        return Response(
-            [_entry_read(entry) for entry in page.entries], headers={"X-Total-Count": str(page.total)}
-        )
+        return page_response([_entry_read(entry) for entry in page.entries], page.total)
 
     @post(
         "/invoice/generate",

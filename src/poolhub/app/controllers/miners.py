@@ -26,6 +26,7 @@ from poolhub.app.schemas import (
     MinerRegistered,
     MinerUpdate,
     WsAck,
+    page_response,
 )
 from poolhub.domain.errors import DomainError
 from poolhub.domain.model import MinerSpec
@@ -217,7 +218,7 @@ class MinerController(Controller):
         limit: Annotated[int, QueryParameter(ge=1, le=500)] = 100,
     ) -> Response[list[MinerRead]]:
         page = use_case.execute(online=online, offset=offset, limit=limit)
-        return Response([_read(v) for v in page.items], headers={"X-Total-Count": str(page.total)})
+        return page_response([_read(v) for v in page.items], page.total)
 
 
 _beat_decoder = msgspec.json.Decoder(MinerHeartbeat)

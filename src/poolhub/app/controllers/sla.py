@@ -14,7 +14,7 @@ from litestar.params import PathParameter, QueryParameter
 
 from poolhub.app.auth import Role, require
 from poolhub.app.metrics import Metrics
-from poolhub.app.schemas import Problem
+from poolhub.app.schemas import Problem, page_response
 from poolhub.app.schemas_sla import (
     CapacityForecastRead,
     CapacityRecommendationsRead,
@@ -161,7 +161,7 @@ class SlaController(Controller):
         limit: Limit = 100,
     ) -> Response[list[SlaMetricRead]]:
         page = await use_case.execute(miner_id=miner_id, hours=hours, offset=offset, limit=limit)
-        return Response([_metric(m) for m in page.items], headers={"X-Total-Count": str(page.total)})
+        return page_response([_metric(m) for m in page.items], page.total)
 
     @get(
         "/metrics",
@@ -177,7 +177,7 @@ class SlaController(Controller):
         limit: Limit = 100,
     ) -> Response[list[SlaMetricRead]]:
         page = await use_case.execute(miner_id=None, hours=hours, offset=offset, limit=limit)
-        return Response([_metric(m) for m in page.items], headers={"X-Total-Count": str(page.total)})
+        return page_response([_metric(m) for m in page.items], page.total)
 
     @get(
         "/violations",
@@ -210,7 +210,7 @@ class SlaController(Controller):
         page = await use_case.execute(
             miner_id=miner_id or None, resolved=resolved, offset=offset, limit=limit
         )
-        return Response([_violation(v) for v in page.items], headers={"X-Total-Count": str(page.total)})
+        return page_response([_violation(v) for v in page.items], page.total)
 
     @post(
         "/metrics/collect",
@@ -246,7 +246,7 @@ class SlaController(Controller):
         limit: Limit = 100,
     ) -> Response[list[CapacitySnapshotRead]]:
         page = await use_case.execute(hours=hours, offset=offset, limit=limit)
-        return Response([_snapshot(s) for s in page.items], headers={"X-Total-Count": str(page.total)})
+        return page_response([_snapshot(s) for s in page.items], page.total)
 
     @get(
         "/capacity/forecast",
