@@ -82,7 +82,11 @@ class Background:
                 await task
         self._tasks = []
         await (await self._container.get(RegistrationBatcher)).stop()
-        await self.flush(exact=True)
+        try:
+            await self.flush(exact=True)
+        except Exception:  # the database is gone: say what is lost, and still shut down
+            directory = await self._container.get(MinerDirectory)
+            _log.exception("final_flush_failed", unsaved_beats=directory.pending_count())
 
     async def _every(self, seconds: float, job: Callable[[], Awaitable[object]]) -> None:
         while True:
@@ -93,12 +97,20 @@ class Background:
                 _log.exception("background_job_failed", job=getattr(job, "__name__", str(job)))
 
     async def warm_directory(self) -> None:
+        """Load every miner; with the database down the process still starts (health says 503) and the
+        refresher loads them once the database answers."""
         directory = await self._container.get(MinerDirectory)
         clock = await self._container.get(Clock)
-        self._last_refresh = clock.now()
-        async with self._container() as scope:
-            miners = await (await scope.get(MinerRepository)).all()
+        started = clock.now()
+        try:
+            async with self._container() as scope:
+                miners = await (await scope.get(MinerRepository)).all()
+        except Exception as exc:
+            _log.warning("directory_not_loaded", error=str(exc))
+            (await self._container.get(DatabaseProbe)).ok = False
+            return
         directory.merge(miners, clock.now())
+        self._last_refresh = started
         await self.probe_database()
 
     async def flush(self, *, exact: bool = False) -> None:
@@ -170,8 +182,11 @@ class Background:
         """Pick up what other processes wrote: registrations, status, trust, revoked tokens."""
         directory = await self._container.get(MinerDirectory)
         clock = await self._container.get(Clock)
+        if self._last_refresh is None:
+            await self.warm_directory()
+            return
         started = clock.now()
-        since = (self._last_refresh or started) - REFRESH_OVERLAP
+        since = self._last_refresh - REFRESH_OVERLAP
         async with self._container() as scope:
             changed = await (await scope.get(MinerRepository)).changed_since(since)
             revoked = await (await scope.get(SessionRepository)).revoked_since(since)

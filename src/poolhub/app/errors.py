@@ -7,8 +7,9 @@ from typing import Any
 import structlog
 from litestar import Request, Response
 from litestar.exceptions import HTTPException
-from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR, HTTP_503_SERVICE_UNAVAILABLE
 from litestar.types import ExceptionHandlersMap
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from poolhub.domain.errors import (
     AuthenticationError,
@@ -70,7 +71,23 @@ def unexpected_error_handler(request: Request[Any, Any, Any], exc: Exception) ->
     )
 
 
+def database_unavailable_handler(
+    request: Request[Any, Any, Any], exc: Exception
+) -> Response[dict[str, object]]:
+    # An outage is the operator's problem, not a bug: a 503 the client can retry, logged without a traceback.
+    _log.warning("database_unavailable", path=request.url.path, error=type(exc).__name__)
+    return Response(
+        _body(HTTP_503_SERVICE_UNAVAILABLE, "the database is unavailable; retry shortly"),
+        status_code=HTTP_503_SERVICE_UNAVAILABLE,
+        headers={"Retry-After": "5"},
+    )
+
+
 EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     DomainError: domain_error_handler,
+    OperationalError: database_unavailable_handler,
+    InterfaceError: database_unavailable_handler,
+    ConnectionError: database_unavailable_handler,
+    TimeoutError: database_unavailable_handler,
     Exception: unexpected_error_handler,
 }
