@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 from sqlalchemy import func, select
-from structlog.testing import capture_logs
 from sqlalchemy.ext.asyncio import create_async_engine
+from structlog.testing import capture_logs
 
 from poolhub.adapters.db.models import FeedbackRow, UsageRecordRow
 from poolhub.app.settings import Settings
