@@ -18,7 +18,8 @@ from poolhub.domain.billing import (
     UsageRecord,
     hour_floor,
 )
-from poolhub.domain.ports import PendingSelection, RetryMark
+from poolhub.domain.model import Miner, MinerStatus, Trust
+from poolhub.domain.ports import FeedbackEntry, MatchRecord, PendingSelection, RetryMark
 
 
 class FixedClock:
@@ -256,3 +257,131 @@ class FakeBillingLedger:
                 key = (tenant, hour_floor(requested_at))
                 counts[key] = counts.get(key, 0) + 1
         return [TenantHourCalls(tenant, hour, calls) for (tenant, hour), calls in counts.items()]
+
+
+class SequentialTokens:
+    """Predictable session tokens: token-1, token-2, …"""
+
+    def __init__(self) -> None:
+        self.issued = 0
+
+    def new_token(self) -> str:
+        self.issued += 1
+        return f"token-{self.issued}"
+
+
+class FakeMinerRepository:
+    """Miners and their API-key hashes in dicts; `saved` counts batched registration writes."""
+
+    def __init__(self) -> None:
+        self.miners: dict[str, Miner] = {}
+        self.key_hashes: dict[str, str] = {}
+        self.saved = 0
+
+    async def get(self, miner_id: str) -> Miner | None:
+        return self.miners.get(miner_id)
+
+    async def get_for_update(self, miner_id: str) -> Miner | None:
+        return self.miners.get(miner_id)
+
+    async def get_many(self, miner_ids: Sequence[str]) -> dict[str, Miner]:
+        return {i: self.miners[i] for i in miner_ids if i in self.miners}
+
+    async def api_key_hashes(self, miner_ids: Sequence[str]) -> dict[str, str]:
+        return {i: self.key_hashes[i] for i in miner_ids if i in self.key_hashes}
+
+    async def save_registrations(self, registrations: Sequence[tuple[Miner, str]]) -> None:
+        self.saved += 1
+        for miner, key_hash in registrations:
+            self.miners[miner.miner_id] = miner
+            self.key_hashes[miner.miner_id] = key_hash
+
+    async def save_price(self, miner_id: str, price: Decimal, now: datetime) -> None:
+        miner = self.miners[miner_id]
+        self.miners[miner_id] = dataclasses.replace(
+            miner, spec=dataclasses.replace(miner.spec, price_token_per_ksec=price)
+        )
+
+    async def save_trust(self, miner_id: str, trust: Trust, now: datetime) -> None:
+        self.miners[miner_id] = dataclasses.replace(self.miners[miner_id], trust=trust)
+
+    async def save_statuses(self, statuses: Sequence[tuple[str, MinerStatus]], now: datetime) -> None:
+        for miner_id, status in statuses:
+            if miner_id in self.miners:
+                self.miners[miner_id] = dataclasses.replace(self.miners[miner_id], status=status)
+
+    async def all(self) -> list[Miner]:
+        return list(self.miners.values())
+
+    async def changed_since(self, since: datetime) -> list[Miner]:
+        return list(self.miners.values())
+
+
+class FakeSessionRepository:
+    def __init__(self) -> None:
+        self.live: dict[str, str] = {}  # token hash -> miner id
+        self.revoked: set[str] = set()
+
+    async def create_many(self, sessions: Sequence[tuple[str, str, datetime, datetime]]) -> None:
+        for token_hash, miner_id, _, _ in sessions:
+            self.live[token_hash] = miner_id
+
+    async def revoke_all_of(self, miner_ids: Sequence[str], now: datetime) -> list[str]:
+        hashes = [h for h, m in self.live.items() if m in miner_ids]
+        for token_hash in hashes:
+            del self.live[token_hash]
+            self.revoked.add(token_hash)
+        return hashes
+
+    async def find_live(self, token_hash: str) -> str | None:
+        return self.live.get(token_hash)
+
+    async def extend(self, expiries: Sequence[tuple[str, datetime]]) -> None:
+        return None
+
+    async def revoked_since(self, since: datetime) -> list[str]:
+        return sorted(self.revoked)
+
+
+class FakePresenceRepository:
+    def __init__(self) -> None:
+        self.intervals: dict[tuple[str, datetime], datetime] = {}
+
+    async def record(self, intervals: Sequence[tuple[str, datetime, datetime]]) -> None:
+        for miner_id, started_at, ended_at in intervals:
+            self.intervals[(miner_id, started_at)] = ended_at
+
+
+class FakeFeedbackRepository:
+    def __init__(self) -> None:
+        self.entries: dict[tuple[str, str, str], FeedbackEntry] = {}
+
+    async def add(self, entry: FeedbackEntry) -> bool:
+        key = (entry.job_id, entry.miner_id, entry.outcome)
+        if key in self.entries:
+            return False
+        self.entries[key] = entry
+        return True
+
+
+class FakeMatchRecordRepository:
+    def __init__(self, tenants: Mapping[str, str] | None = None) -> None:
+        self.records: list[MatchRecord] = []
+        self.tenants = dict(tenants or {})
+
+    async def add_many(self, records: Sequence[MatchRecord]) -> None:
+        self.records.extend(records)
+
+    async def tenant_of_job(self, job_id: str) -> str | None:
+        return self.tenants.get(job_id)
+
+
+class FakeUsageLedger:
+    def __init__(self) -> None:
+        self.records: dict[str, UsageRecord] = {}
+
+    async def add(self, records: Sequence[UsageRecord]) -> int:
+        new = [r for r in records if r.idempotency_key not in self.records]
+        for record in new:
+            self.records[record.idempotency_key] = record
+        return len(new)
