@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -22,6 +21,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from poolhub.adapters.db.migrate import upgrade
 from poolhub.app.main import create_app
 from poolhub.app.settings import Settings
+from poolhub.app.tools.hubproc import free_port
 
 ADMIN = "test-admin-token"
 COORDINATOR = "test-coordinator-secret"
@@ -134,12 +134,6 @@ class started_hub:
         self._stop.set()
         assert self._task is not None
         await self._task
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass

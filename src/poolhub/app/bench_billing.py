@@ -12,7 +12,6 @@ import argparse
 import asyncio
 import contextlib
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -23,7 +22,6 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, TypeVar
 
-import httpx
 import uvicorn
 from sqlalchemy import delete, func, select
 from sqlalchemy.engine import make_url
@@ -40,6 +38,7 @@ from poolhub.adapters.system import SystemClock
 from poolhub.app.coordinator_stub import create_stub_app
 from poolhub.app.settings import SettingsError, load_settings
 from poolhub.app.tools.bench import append_report
+from poolhub.app.tools.hubproc import coordinator_stub_process, wait_for_stub
 from poolhub.domain.billing import (
     DEFAULT_UNIT_PRICES,
     BackoffPolicy,
@@ -72,44 +71,6 @@ class BenchResult:
         return self.report.records_sent / self.sync_seconds if self.sync_seconds else 0.0
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _wait_ready(url: str, deadline_s: float = 20.0) -> None:
-    deadline = time.monotonic() + deadline_s
-    while True:
-        try:
-            if httpx.get(f"{url}/_stub/state", timeout=1.0).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"the coordinator stub at {url} did not come up")
-        time.sleep(0.1)
-
-
-@contextlib.contextmanager
-def _stub_process(api_key: str) -> Iterator[str]:
-    port = _free_port()
-    command = [sys.executable, "-m", "poolhub.app.cli", "coordinator-stub", "--port", str(port)]
-    process = subprocess.Popen(  # noqa: S603  (our own interpreter and module)
-        [*command, "--api-key", api_key, "--quiet"], stdout=subprocess.DEVNULL
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_ready(url)
-        yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-
-
 @contextlib.contextmanager
 def _stub_thread(api_key: str) -> Iterator[str]:
     sock = socket.socket()
@@ -124,7 +85,7 @@ def _stub_thread(api_key: str) -> Iterator[str]:
     thread.start()
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait_ready(url)
+        wait_for_stub(url)
         yield url
     finally:
         server.should_exit = True
@@ -262,7 +223,7 @@ def main(args: argparse.Namespace) -> None:
     elif args.stub_mode == "thread":
         stub, stub_label = _stub_thread(args.api_key), "thread of this process"
     else:
-        stub, stub_label = _stub_process(args.api_key), "child process"
+        stub, stub_label = coordinator_stub_process(args.api_key), "child process"
     with stub as stub_url:
         result, loop_name = _run(
             run_bench(

@@ -28,6 +28,7 @@ from sqlalchemy import delete, func, insert, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from poolhub.adapters.db.engine import redacted_url
 from poolhub.adapters.db.migrate import upgrade
 from poolhub.adapters.db.models import FeedbackRow, MinerRow, MinerStatusRow, PresenceIntervalRow
 from poolhub.adapters.db.sla_models import CapacitySnapshotRow, SlaMetricRow, SlaViolationRow
@@ -56,10 +57,6 @@ def _settings(database_url: str | None) -> Settings:
     if database_url:
         settings = msgspec.structs.replace(settings, database_url=database_url)
     return settings
-
-
-def _redacted(url: str) -> str:
-    return make_url(url).render_as_string(hide_password=True)
 
 
 # --- synthetic data ------------------------------------------------------------------------------------
@@ -330,7 +327,7 @@ async def bench_sla(args: argparse.Namespace) -> None:
     settings = _settings(fresh_url or args.database_url)
     url = settings.database_url
     backend = "PostgreSQL" if make_url(url).get_backend_name() == "postgresql" else "SQLite"
-    console.print(f"bench sla on {backend} at {_redacted(url)}")
+    console.print(f"bench sla on {backend} at {redacted_url(url)}")
     await asyncio.to_thread(upgrade, url)
     container = make_container(settings)
     try:
@@ -458,7 +455,8 @@ async def seed_capacity(args: argparse.Namespace) -> None:
             )
             await (await scope.get(UnitOfWork)).commit()
         console.print(
-            f"seeded {count:,} hourly snapshots over {args.days} days into {_redacted(settings.database_url)}"
+            f"seeded {count:,} hourly snapshots over {args.days} days "
+            f"into {redacted_url(settings.database_url)}"
         )
         async with container() as scope:
             view = await (await scope.get(ForecastCapacity)).execute(None)

@@ -44,17 +44,12 @@ def _serve(args: argparse.Namespace) -> None:
 
 
 def _migrate(_: argparse.Namespace) -> None:
+    from poolhub.adapters.db.engine import redacted_url
     from poolhub.adapters.db.migrate import upgrade
 
     settings = _settings_or_exit()
     upgrade(settings.database_url)
-    print(f"poolhub: database at {_redacted(settings.database_url)} is up to date")
-
-
-def _redacted(url: str) -> str:
-    from sqlalchemy.engine import make_url
-
-    return make_url(url).render_as_string(hide_password=True)
+    print(f"poolhub: database at {redacted_url(settings.database_url)} is up to date")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -143,6 +143,7 @@ class MinerDirectory:
         self._penalties = dict(penalties)
 
     def penalty_of(self, miner_id: str) -> float:
+        """The SLA penalty factor applied to the miner's match score (1.0 without open violations)."""
         return self._penalties.get(miner_id, 1.0)
 
     # Mapping to the index -----------------------------------------------------------------------

@@ -7,7 +7,7 @@ on every database. SUM would overflow a 64-bit integer on SQLite, so each sum is
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from decimal import Context, Decimal
 from typing import Any, cast
@@ -18,6 +18,7 @@ from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from poolhub.adapters.db.models import MatchRecordRow, UsageRecordRow
+from poolhub.adapters.db.repositories import chunks
 from poolhub.domain.billing import (
     API_CALLS_KEY_PREFIX,
     LedgerEntry,
@@ -40,7 +41,6 @@ MAX_LEDGER_QUANTITY = Decimal(_MAX_BIGINT).scaleb(-QUANTITY_SCALE, context=_CTX)
 """The largest quantity one ledger line can hold (9223372.036854775807)."""
 MAX_LEDGER_AMOUNT = Decimal(_MAX_BIGINT).scaleb(-AMOUNT_SCALE, context=_CTX)
 _SPLIT = 1_000_000
-_CHUNK = 1000
 _ERROR_CHARS = 1024
 
 _T = cast(Table, UsageRecordRow.__table__)
@@ -142,11 +142,6 @@ def _entry(row: Row[Any]) -> LedgerEntry:
     )
 
 
-def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterator[Sequence[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
 def _selection_filters(selection: PendingSelection) -> list[ColumnElement[bool]]:
     filters: list[ColumnElement[bool]] = [_T.c.status == LedgerStatus.PENDING.value]
     if selection.miner_id is not None:
@@ -184,7 +179,7 @@ class SqlUsageLedger(BillingLedger):
         insert = postgresql.insert(_T) if self._dialect() == "postgresql" else sqlite.insert(_T)
         statement = insert.on_conflict_do_nothing(index_elements=["idempotency_key"]).returning(_T.c.id)
         added = 0
-        for chunk in _chunks(rows):
+        for chunk in chunks(rows):
             result = await self._session.execute(statement, list(chunk))
             added += len(result.all())
         return added
@@ -204,7 +199,7 @@ class SqlUsageLedger(BillingLedger):
         return [_entry(row) for row in result]
 
     async def mark_synced(self, ids: Sequence[int], now: datetime) -> None:
-        for chunk in _chunks(ids):
+        for chunk in chunks(ids):
             await self._session.execute(
                 update(_T)
                 .where(_T.c.id.in_(chunk), _T.c.status != LedgerStatus.SYNCED.value)

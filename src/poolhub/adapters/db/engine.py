@@ -19,6 +19,11 @@ def ensure_sqlite_directory(url: str) -> None:
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
 
 
+def redacted_url(url: str) -> str:
+    """The URL as it may be printed: any password masked."""
+    return make_url(url).render_as_string(hide_password=True)
+
+
 def make_engine(url: str) -> AsyncEngine:
     ensure_sqlite_directory(url)
     if make_url(url).get_backend_name() == "sqlite":

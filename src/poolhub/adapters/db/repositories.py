@@ -5,10 +5,10 @@ from __future__ import annotations
 import functools
 import re
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Select, Table, and_, bindparam, insert, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -44,6 +44,16 @@ def dialect_insert(session: AsyncSession, table: Any) -> Any:
     if session.get_bind().dialect.name == "postgresql":
         return postgresql.insert(table)
     return sqlite.insert(table)
+
+
+# Rows per bulk statement: far under the bind-parameter limits of asyncpg (32767) and SQLite (32766).
+BATCH_ROWS = 1000
+
+
+def chunks(items: Sequence[_Row], size: int = BATCH_ROWS) -> Iterator[Sequence[_Row]]:
+    """Slices of at most `size` rows: bounded statements and parameter lists for bulk writes."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
 
 
 @functools.cache
@@ -111,6 +121,8 @@ def _to_miner(row: MinerRow, status: MinerStatusRow) -> Miner:
         trust=Trust(row.trust_successes, row.trust_failures, row.trust_as_of),
     )
 
+
+_Row = TypeVar("_Row")
 
 PROCESS_ID = str(uuid.uuid4())
 

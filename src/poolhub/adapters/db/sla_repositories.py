@@ -29,7 +29,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from poolhub.adapters.db.models import FeedbackRow, MinerRow, MinerStatusRow, PresenceIntervalRow
-from poolhub.adapters.db.repositories import dialect_insert
+from poolhub.adapters.db.repositories import chunks, dialect_insert
 from poolhub.adapters.db.sla_models import POOL_SUBJECT, CapacitySnapshotRow, SlaMetricRow, SlaViolationRow
 from poolhub.domain.capacity import CapacitySnapshotValues
 from poolhub.domain.ports import (
@@ -52,8 +52,6 @@ from poolhub.domain.sla import (
     latency_stats,
 )
 
-# Rows per multi-row statement: far under the bind-parameter limits of asyncpg (32767) and SQLite (32766).
-_CHUNK = 1000
 _PERCENTILES = (0.5, 0.95, 0.99)
 
 
@@ -64,10 +62,6 @@ def _table(model: Any) -> Table:
 
 
 _T = TypeVar("_T")
-
-
-def _chunks(items: Sequence[_T], size: int = _CHUNK) -> list[Sequence[_T]]:
-    return [items[start : start + size] for start in range(0, len(items), size)]
 
 
 def _is_postgres(session: AsyncSession) -> bool:
@@ -331,7 +325,7 @@ class SqlSlaRepository(SlaRepository):
             return 0
         table = _table(SlaViolationRow)
         opened = 0
-        for chunk in _chunks(breaches):
+        for chunk in chunks(breaches):
             statement = (
                 dialect_insert(self._session, table)
                 .values(
@@ -397,7 +391,7 @@ class SqlSlaRepository(SlaRepository):
         resolved = 0
         # One statement per chunk with RETURNING, so the count is exact even if another collection
         # resolved some of them concurrently.
-        for chunk in _chunks(resolutions):
+        for chunk in chunks(resolutions):
             ids = [int(id_) for id_, _, _ in chunk]
             resolved_at = case(
                 {int(id_): type_coerce(at, DateTimeUTC(timezone=True)) for id_, at, _ in chunk},

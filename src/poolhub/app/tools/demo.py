@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import subprocess
 import sys
 import tempfile
-import time
 from collections import defaultdict
 from decimal import Decimal
 from pathlib import Path
@@ -17,42 +15,10 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
-from poolhub.app.tools.hubproc import ADMIN_TOKEN, COORDINATOR_SECRET, free_port, start_hub
+from poolhub.app.tools.hubproc import ADMIN_TOKEN, COORDINATOR_SECRET, coordinator_stub_process, start_hub
 from poolhub.app.tools.simulate import Simulation, SimulationConfig, summary_table
 
 console = Console()
-
-
-def _start_stub(port: int, log: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(  # noqa: S603  (our own interpreter and arguments)
-        [
-            sys.executable,
-            "-m",
-            "poolhub.app.cli",
-            "coordinator-stub",
-            "--port",
-            str(port),
-            "--api-key",
-            "demo-key",
-        ],
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-    )
-
-
-async def _wait_for(url: str, process: subprocess.Popen[bytes], what: str) -> None:
-    deadline = time.monotonic() + 30
-    async with httpx.AsyncClient() as client:
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"the {what} exited at start-up")
-            try:
-                await client.get(url)
-                return
-            except httpx.TransportError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"the {what} did not start within 30 s") from None
-                await asyncio.sleep(0.2)
 
 
 def _table(title: str, columns: list[str], rows: list[list[str]]) -> Table:
@@ -160,52 +126,44 @@ async def _collect_every(url: str, seconds: float) -> None:
 
 async def _demo(args: argparse.Namespace) -> None:
     workdir = Path(tempfile.mkdtemp(prefix="poolhub-demo-"))
-    stub_port = free_port()
-    stub = _start_stub(stub_port, workdir / "stub.log")
     hub = None
-    try:
-        await _wait_for(f"http://127.0.0.1:{stub_port}/_stub/state", stub, "coordinator stub")
-        console.print(f"coordinator stub on 127.0.0.1:{stub_port}; logs and database in {workdir}")
-        hub = await start_hub(
-            f"sqlite+aiosqlite:///{workdir / 'poolhub.db'}",
-            log_path=workdir / "hub.log",
-            extra_env={
-                "COORDINATOR_BILLING_URL": f"http://127.0.0.1:{stub_port}",
-                "COORDINATOR_API_KEY": "demo-key",
-                "SLA_MIN_SAMPLES": "5",
-                "LOG_LEVEL": "WARNING",
-            },
-        )
-        console.print(f"hub on {hub.url}; simulating {args.miners} miners for {args.duration:.0f} s …")
-        config = SimulationConfig(
-            url=hub.url,
-            miners=args.miners,
-            duration=args.duration,
-            jobs_per_sec=args.jobs_per_sec,
-            seed=args.seed,
-            beat_interval=5.0,
-            flaky_share=0.2,
-            time_scale=0.05,
-            coordinator_token=COORDINATOR_SECRET,
-            progress=sys.stderr.isatty(),
-        )
-        collecting = asyncio.create_task(_collect_every(hub.url, 15.0))
+    with coordinator_stub_process("demo-key", log_path=workdir / "stub.log") as stub_url:
+        console.print(f"coordinator stub at {stub_url}; logs and database in {workdir}")
         try:
-            stats = await Simulation(config).run()
-        finally:
-            collecting.cancel()
-        console.print(summary_table(stats, config))
-        await _report(hub.url)
-    finally:
-        if hub is not None:
-            hub.stop()
-        if stub.poll() is None:
-            stub.send_signal(2)
+            hub = await start_hub(
+                f"sqlite+aiosqlite:///{workdir / 'poolhub.db'}",
+                log_path=workdir / "hub.log",
+                extra_env={
+                    "COORDINATOR_BILLING_URL": stub_url,
+                    "COORDINATOR_API_KEY": "demo-key",
+                    "SLA_MIN_SAMPLES": "5",
+                    "LOG_LEVEL": "WARNING",
+                },
+            )
+            console.print(f"hub on {hub.url}; simulating {args.miners} miners for {args.duration:.0f} s …")
+            config = SimulationConfig(
+                url=hub.url,
+                miners=args.miners,
+                duration=args.duration,
+                jobs_per_sec=args.jobs_per_sec,
+                seed=args.seed,
+                beat_interval=5.0,
+                flaky_share=0.2,
+                time_scale=0.05,
+                coordinator_token=COORDINATOR_SECRET,
+                progress=sys.stderr.isatty(),
+            )
+            collecting = asyncio.create_task(_collect_every(hub.url, 15.0))
             try:
-                stub.wait(10)
-            except subprocess.TimeoutExpired:
-                stub.kill()
-        console.print("stopped the hub and the coordinator stub")
+                stats = await Simulation(config).run()
+            finally:
+                collecting.cancel()
+            console.print(summary_table(stats, config))
+            await _report(hub.url)
+        finally:
+            if hub is not None:
+                hub.stop()
+    console.print("stopped the hub and the coordinator stub")
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -113,3 +115,37 @@ async def start_hub(
                 raise RuntimeError(f"the hub did not answer within 60 s; see {log_path}")
             await asyncio.sleep(0.2)
     return HubProcess(url, process, log_path, env)
+
+
+def wait_for_stub(url: str, deadline_s: float = 20.0) -> None:
+    """Block until the coordinator stub at `url` answers."""
+    deadline = time.monotonic() + deadline_s
+    while True:
+        try:
+            if httpx.get(f"{url}/_stub/state", timeout=1.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the coordinator stub at {url} did not come up")
+        time.sleep(0.1)
+
+
+@contextlib.contextmanager
+def coordinator_stub_process(api_key: str, log_path: Path | None = None) -> Iterator[str]:
+    """`poolhub coordinator-stub` in a child process on a free port; yields its URL, stops it on exit."""
+    port = free_port()
+    command = [sys.executable, "-m", "poolhub.app.cli", "coordinator-stub", "--port", str(port)]
+    command += ["--api-key", api_key] + ([] if log_path else ["--quiet"])
+    output = log_path.open("wb") if log_path else subprocess.DEVNULL
+    process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)  # noqa: S603  (our own argv)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_stub(url)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
