@@ -83,8 +83,8 @@ class CoreProvider(Provider):
         return ServerSecret(settings.secret_key)
 
     @provide(scope=Scope.APP)
-    def other_roles(self, settings: Settings) -> OtherRoleSecrets:
-        return OtherRoleSecrets((settings.admin_token, settings.coordinator_shared_secret))
+    def other_roles(self, roles: RoleSecrets) -> OtherRoleSecrets:
+        return OtherRoleSecrets((roles.operator, roles.coordinator))
 
     @provide(scope=Scope.APP)
     def registrations(self, container: AsyncContainer) -> RegistrationBatcher:

@@ -82,7 +82,7 @@ class RegisterMiners:
         lease = self._directory.lease
 
         outcomes: list[SessionGrant | DomainError] = []
-        accepted: list[tuple[Miner, str, str]] = []
+        accepted: list[tuple[Miner, str, str]] = []  # (miner, API-key hash, token hash)
         for registration in registrations:
             spec = registration.spec
             key_hash = hash_api_key(self._secret.value, registration.api_key)
@@ -111,7 +111,7 @@ class RegisterMiners:
                 trust=existing.trust if existing is not None else Trust(as_of=now),
             )
             token = self._tokens.new_token()
-            accepted.append((miner, key_hash, token))
+            accepted.append((miner, key_hash, hash_token(token)))
             outcomes.append(
                 SessionGrant(
                     created=stored_hash is None,
@@ -129,8 +129,8 @@ class RegisterMiners:
         revoked = await self._sessions.revoke_all_of(reregistered, now) if reregistered else []
         await self._sessions.create_many(
             [
-                (hash_token(token), miner.miner_id, now, lease.token_expires_at(miner.status))
-                for miner, _, token in accepted
+                (token_hash, miner.miner_id, now, lease.token_expires_at(miner.status))
+                for miner, _, token_hash in accepted
             ]
         )
         await self._presence.record(
@@ -139,8 +139,8 @@ class RegisterMiners:
         await self._uow.commit()
 
         self._directory.forget_tokens(revoked)
-        for miner, _, token in accepted:
+        for miner, _, token_hash in accepted:
             self._directory.drop_pending(miner.miner_id)
             self._directory.put(miner, now)
-            self._directory.remember_token(hash_token(token), miner.miner_id)
+            self._directory.remember_token(token_hash, miner.miner_id)
         return outcomes
