@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import uvicorn
 
-from poolhub.app.coordinator_stub import StubState, create_stub_app
+from poolhub.app.tools.coordinator_stub import StubState, create_stub_app
 
 __all__ = ["CoordinatorStubServer"]
 

@@ -22,10 +22,10 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from poolhub.adapters.billing import make_http_client
 from poolhub.adapters.db.billing_repositories import SqlUsageLedger
 from poolhub.adapters.db.models import MatchRecordRow, UsageRecordRow
-from poolhub.app.billing_jobs import BILLING_SYNC_JOB
-from poolhub.app.ioc import make_container
+from poolhub.app.ioc.container import make_container
 from poolhub.app.main import create_app, periodic_jobs
-from poolhub.app.schedulers import tick_of
+from poolhub.app.runtime.billing_jobs import BILLING_SYNC_JOB
+from poolhub.app.runtime.schedulers import tick_of
 from poolhub.app.settings import Settings
 from poolhub.domain.billing import DEFAULT_UNIT_PRICES, UnitPrices, usage_from_completed_job
 from tests.integration.conftest import (

@@ -10,9 +10,9 @@ from sqlalchemy import func, select
 from poolhub.adapters.db.models import SchedulerTickRow
 from poolhub.adapters.db.sla_models import CapacitySnapshotRow
 from poolhub.app.main import periodic_jobs
-from poolhub.app.schedulers import PeriodicJob, Scheduler, tick_of
+from poolhub.app.runtime.schedulers import PeriodicJob, Scheduler, tick_of
+from poolhub.app.runtime.sla_jobs import SLA_COLLECTION_JOB
 from poolhub.app.settings import Settings
-from poolhub.app.sla_jobs import SLA_COLLECTION_JOB
 from tests.integration.conftest import register, started_hub, test_settings
 from tests.integration.sla_support import execute
 

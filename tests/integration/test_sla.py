@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 
 from poolhub.adapters.db.models import MinerRow, PresenceIntervalRow
 from poolhub.adapters.db.sla_models import SlaMetricRow, SlaViolationRow
-from poolhub.app import sla_jobs
+from poolhub.app.runtime import sla_jobs
 from poolhub.app.settings import Settings
 from poolhub.domain.directory import MinerDirectory
 from tests.integration.conftest import (
@@ -452,7 +452,7 @@ async def test_bad_query_is_400_naming_the_parameter(hub: Hub, path: str, parame
 def test_openapi_documents_the_sla_routes_and_the_capacity_forecast_type() -> None:
     from litestar import Litestar
 
-    from poolhub.app.controllers.sla import SlaController
+    from poolhub.app.http.controllers.sla import SlaController
 
     schema = Litestar([SlaController]).openapi_schema.to_schema()
     assert {path for path in schema["paths"] if path.startswith("/sla")} == {

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from poolhub.app.cli import main
+from poolhub.app.cli.main import main
 from poolhub.app.settings import SettingsError, load_settings
 
 

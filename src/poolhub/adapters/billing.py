@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -13,15 +13,16 @@ import structlog
 
 from poolhub.adapters.http_transport import KeepAliveTransport
 from poolhub.domain.billing import (
-    BillingGateway,
     BillingPermanentError,
     BillingRetryableError,
     SyncOutcome,
     UsageRecord,
     classify_status,
 )
+from poolhub.domain.ports import BillingGateway
+from poolhub.domain.utc import rfc3339
 
-__all__ = ["CoordinatorBillingClient", "make_http_client", "rfc3339", "usage_body"]
+__all__ = ["CoordinatorBillingClient", "make_http_client", "usage_body"]
 
 USAGE_PATH = "/api/billing/usage"
 METRICS_PATH = "/api/billing/metrics"
@@ -58,11 +59,6 @@ def make_http_client(
         follow_redirects=False,
         trust_env=False,
     )
-
-
-def rfc3339(moment: datetime) -> str:
-    """RFC 3339 in UTC with a `Z` suffix."""
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def _decimal(value: Decimal) -> str:

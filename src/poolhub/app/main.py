@@ -12,19 +12,19 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
-from poolhub.app.background import Background
-from poolhub.app.billing_jobs import billing_jobs
-from poolhub.app.controllers.billing import BillingController
-from poolhub.app.controllers.match import MatchController
-from poolhub.app.controllers.miners import MinerController, heartbeat_socket
-from poolhub.app.controllers.observability import ObservabilityController
-from poolhub.app.controllers.sla import SlaController
-from poolhub.app.errors import EXCEPTION_HANDLERS
-from poolhub.app.ioc import make_container
-from poolhub.app.middleware import access_log_middleware
-from poolhub.app.schedulers import PeriodicJob, Scheduler
+from poolhub.app.http.controllers.billing import BillingController
+from poolhub.app.http.controllers.match import MatchController
+from poolhub.app.http.controllers.miners import MinerController, heartbeat_socket
+from poolhub.app.http.controllers.observability import ObservabilityController
+from poolhub.app.http.controllers.sla import SlaController
+from poolhub.app.http.errors import EXCEPTION_HANDLERS
+from poolhub.app.http.middleware import access_log_middleware
+from poolhub.app.ioc.container import make_container
+from poolhub.app.runtime.background import Background
+from poolhub.app.runtime.billing_jobs import billing_jobs
+from poolhub.app.runtime.schedulers import PeriodicJob, Scheduler
+from poolhub.app.runtime.sla_jobs import sla_jobs, sla_penalty_lifespan
 from poolhub.app.settings import Settings
-from poolhub.app.sla_jobs import sla_jobs, sla_penalty_lifespan
 
 MAX_BODY_BYTES = 1024 * 1024
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from statistics import NormalDist
 
 import numpy as np
 import numpy.typing as npt
 
 from poolhub.domain.errors import InvalidInputError
+from poolhub.domain.utc import hour_floor
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -47,12 +48,6 @@ class Forecast:
     params: dict[str, float] = field(default_factory=dict)
 
 
-def _floor_hour(instant: datetime) -> datetime:
-    if instant.tzinfo is None or instant.utcoffset() is None:
-        raise InvalidInputError("datetimes must be timezone-aware")
-    return instant.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
-
-
 def hourly_series(samples: Sequence[tuple[datetime, float]], now: datetime) -> tuple[datetime, list[float]]:
     """Resample irregular (time, value) samples, in any order, into hourly UTC buckets.
 
@@ -61,11 +56,11 @@ def hourly_series(samples: Sequence[tuple[datetime, float]], now: datetime) -> t
     Samples after `now` are dropped (clock skew must not invent the future); with no sample left the
     answer is (`now` floored to the hour, []).
     """
-    now_hour = _floor_hour(now)
+    now_hour = hour_floor(now)
     sums: dict[datetime, float] = {}
     counts: dict[datetime, int] = {}
     for instant, value in samples:
-        bucket = _floor_hour(instant)
+        bucket = hour_floor(instant)
         if instant > now:
             continue
         if not math.isfinite(value):
@@ -415,7 +410,7 @@ def forecast_from_now(
     """
     if hours_ahead < 1:
         raise InvalidInputError("hours_ahead must be at least 1")
-    origin = _floor_hour(now)
+    origin = hour_floor(now)
     first, values = hourly_series(samples, now)
     if not values:
         return TimedForecast(origin=origin, forecast=forecast_utilization([], hours_ahead, season=season))

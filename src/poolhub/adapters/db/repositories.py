@@ -10,7 +10,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, TypeVar
 
-from sqlalchemy import Select, Table, and_, bindparam, insert, or_, select, text, update
+from sqlalchemy import ColumnElement, Select, Table, and_, bindparam, func, insert, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -39,9 +39,27 @@ from poolhub.domain.ports import (
 )
 
 
+def is_postgres(session: AsyncSession) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+async def page_of(
+    session: AsyncSession, query: Select[Any], order: Sequence[ColumnElement[Any]], offset: int, limit: int
+) -> tuple[list[Any], int]:
+    total = (await session.execute(select(func.count()).select_from(query.subquery()))).scalar_one()
+    rows = (await session.execute(query.order_by(*order).offset(offset).limit(limit))).all()
+    return list(rows), int(total)
+
+
+def table_of(model: Any) -> Table:
+    table = model.__table__
+    assert isinstance(table, Table)
+    return table
+
+
 def dialect_insert(session: AsyncSession, table: Any) -> Any:
     """INSERT with ON CONFLICT support for the session's database (PostgreSQL or SQLite)."""
-    if session.get_bind().dialect.name == "postgresql":
+    if is_postgres(session):
         return postgresql.insert(table)
     return sqlite.insert(table)
 

@@ -5,16 +5,13 @@ from __future__ import annotations
 import itertools
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
 import msgspec
 from advanced_alchemy.types import DateTimeUTC
 from sqlalchemy import (
     ARRAY,
-    ColumnElement,
     Float,
-    Select,
-    Table,
     and_,
     bindparam,
     case,
@@ -29,17 +26,14 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from poolhub.adapters.db.models import FeedbackRow, MinerRow, MinerStatusRow, PresenceIntervalRow
-from poolhub.adapters.db.repositories import chunks, dialect_insert
-from poolhub.adapters.db.sla_models import POOL_SUBJECT, CapacitySnapshotRow, SlaMetricRow, SlaViolationRow
-from poolhub.domain.capacity import CapacitySnapshotValues
+from poolhub.adapters.db.repositories import chunks, dialect_insert, is_postgres, page_of, table_of
+from poolhub.adapters.db.sla_models import POOL_SUBJECT, SlaMetricRow, SlaViolationRow
 from poolhub.domain.ports import (
-    CapacityRepository,
     FeedbackWindowStats,
     MinerSlaFacts,
     OpenViolationKey,
     SlaRepository,
     StoredMetric,
-    StoredSnapshot,
     StoredViolation,
 )
 from poolhub.domain.sla import (
@@ -55,25 +49,7 @@ from poolhub.domain.sla import (
 _PERCENTILES = (0.5, 0.95, 0.99)
 
 
-def _table(model: Any) -> Table:
-    table = model.__table__
-    assert isinstance(table, Table)
-    return table
-
-
-_T = TypeVar("_T")
-
-
-def _is_postgres(session: AsyncSession) -> bool:
-    return session.get_bind().dialect.name == "postgresql"
-
-
-async def _page(
-    session: AsyncSession, query: Select[Any], order: Sequence[ColumnElement[Any]], offset: int, limit: int
-) -> tuple[list[Any], int]:
-    total = (await session.execute(select(func.count()).select_from(query.subquery()))).scalar_one()
-    rows = (await session.execute(query.order_by(*order).offset(offset).limit(limit))).all()
-    return list(rows), int(total)
+_json = msgspec.json.Encoder()
 
 
 def _metric(row: Any) -> StoredMetric:
@@ -102,23 +78,6 @@ def _violation(row: Any) -> StoredViolation:
         duration_sec=row.duration_sec,
     )
 
-
-def _snapshot(row: Any) -> StoredSnapshot:
-    return StoredSnapshot(
-        id=row.id,
-        timestamp=row.timestamp,
-        values=CapacitySnapshotValues(
-            total_miners=row.total_miners,
-            online_miners=row.online_miners,
-            total_slots=row.total_slots,
-            used_slots=row.used_slots,
-            capacity_utilization_pct=row.capacity_utilization_pct,
-            capacity_availability_pct=row.capacity_availability_pct,
-        ),
-    )
-
-
-_json = msgspec.json.Encoder()
 
 _UNNEST_METRICS = text(
     """
@@ -187,7 +146,7 @@ class SqlSlaRepository(SlaRepository):
         completed = func.count().filter(FeedbackRow.outcome == "completed")
         failed = func.count().filter(FeedbackRow.outcome == "failed")
         latency = FeedbackRow.latency_ms
-        if _is_postgres(self._session):
+        if is_postgres(self._session):
             # One pass: counts, mean and the three percentiles (percentile_cont interpolates linearly,
             # like the domain's latency_stats) per miner, all computed by PostgreSQL.
             percentiles = func.percentile_cont(type_coerce(list(_PERCENTILES), ARRAY(Float))).within_group(
@@ -235,7 +194,7 @@ class SqlSlaRepository(SlaRepository):
     async def add_metrics(self, measurements: Sequence[Measurement], at: datetime) -> int:
         if not measurements:
             return 0
-        if _is_postgres(self._session):
+        if is_postgres(self._session):
             # One statement over parallel arrays: tens of thousands of rows per collection would cost
             # a second through a multi-row VALUES insert, and a tenth of that this way.
             await self._session.execute(
@@ -252,7 +211,7 @@ class SqlSlaRepository(SlaRepository):
             )
             return len(measurements)
         await self._session.execute(
-            insert(_table(SlaMetricRow)),
+            insert(table_of(SlaMetricRow)),
             [
                 {
                     "miner_id": m.miner_id,
@@ -274,7 +233,7 @@ class SqlSlaRepository(SlaRepository):
         query = select(SlaMetricRow).where(SlaMetricRow.timestamp >= since)
         if miner_id is not None:
             query = query.where(SlaMetricRow.miner_id == miner_id)
-        rows, total = await _page(
+        rows, total = await page_of(
             self._session, query, (SlaMetricRow.timestamp.desc(), SlaMetricRow.id.desc()), offset, limit
         )
         return [_metric(row[0]) for row in rows], total
@@ -323,7 +282,7 @@ class SqlSlaRepository(SlaRepository):
     ) -> int:
         if not breaches:
             return 0
-        table = _table(SlaViolationRow)
+        table = table_of(SlaViolationRow)
         opened = 0
         for chunk in chunks(breaches):
             statement = (
@@ -359,7 +318,7 @@ class SqlSlaRepository(SlaRepository):
     ) -> None:
         if not updates:
             return
-        table = _table(SlaViolationRow)
+        table = table_of(SlaViolationRow)
         statement = (
             update(table)
             .where(table.c.id == bindparam("b_id"), table.c.resolved_at.is_(None))
@@ -387,7 +346,7 @@ class SqlSlaRepository(SlaRepository):
     async def resolve_violations(self, resolutions: Sequence[tuple[str, datetime, float]]) -> int:
         if not resolutions:
             return 0
-        table = _table(SlaViolationRow)
+        table = table_of(SlaViolationRow)
         resolved = 0
         # One statement per chunk with RETURNING, so the count is exact even if another collection
         # resolved some of them concurrently.
@@ -416,7 +375,7 @@ class SqlSlaRepository(SlaRepository):
         )
         if miner_id is not None:
             query = query.where(SlaViolationRow.miner_id == miner_id)
-        rows, total = await _page(
+        rows, total = await page_of(
             self._session,
             query,
             (SlaViolationRow.created_at.desc(), SlaViolationRow.id.desc()),
@@ -424,81 +383,3 @@ class SqlSlaRepository(SlaRepository):
             limit,
         )
         return [_violation(row[0]) for row in rows], total
-
-
-def _snapshot_values(values: CapacitySnapshotValues, at: datetime) -> dict[str, Any]:
-    return {
-        "timestamp": at,
-        "total_miners": values.total_miners,
-        "online_miners": values.online_miners,
-        "total_slots": values.total_slots,
-        "used_slots": values.used_slots,
-        "capacity_utilization_pct": values.capacity_utilization_pct,
-        "capacity_availability_pct": values.capacity_availability_pct,
-    }
-
-
-class SqlCapacityRepository(CapacityRepository):
-    def __init__(self, session: AsyncSession) -> None:
-        self._session = session
-
-    async def add_snapshot(self, values: CapacitySnapshotValues, at: datetime) -> StoredSnapshot:
-        table = _table(CapacitySnapshotRow)
-        result = await self._session.execute(
-            insert(table).values(_snapshot_values(values, at)).returning(table.c.id)
-        )
-        return StoredSnapshot(id=int(result.scalar_one()), timestamp=at, values=values)
-
-    async def add_snapshots(self, snapshots: Sequence[tuple[datetime, CapacitySnapshotValues]]) -> int:
-        if not snapshots:
-            return 0
-        await self._session.execute(
-            insert(_table(CapacitySnapshotRow)), [_snapshot_values(values, at) for at, values in snapshots]
-        )
-        return len(snapshots)
-
-    async def delete_snapshots(self) -> int:
-        result = await self._session.execute(delete(CapacitySnapshotRow))
-        return int(result.rowcount)  # type: ignore[attr-defined]
-
-    async def snapshots(
-        self, *, since: datetime, offset: int, limit: int
-    ) -> tuple[list[StoredSnapshot], int]:
-        query = select(CapacitySnapshotRow).where(CapacitySnapshotRow.timestamp >= since)
-        rows, total = await _page(
-            self._session,
-            query,
-            (CapacitySnapshotRow.timestamp.desc(), CapacitySnapshotRow.id.desc()),
-            offset,
-            limit,
-        )
-        return [_snapshot(row[0]) for row in rows], total
-
-    async def latest_snapshot(self) -> StoredSnapshot | None:
-        result = await self._session.execute(
-            select(CapacitySnapshotRow)
-            .order_by(CapacitySnapshotRow.timestamp.desc(), CapacitySnapshotRow.id.desc())
-            .limit(1)
-        )
-        row = result.scalar_one_or_none()
-        return _snapshot(row) if row is not None else None
-
-    async def hourly_utilization(self, since: datetime, until: datetime) -> list[tuple[datetime, float]]:
-        timestamp = CapacitySnapshotRow.timestamp
-        if _is_postgres(self._session):
-            hour: ColumnElement[Any] = func.date_trunc("hour", func.timezone("UTC", timestamp))
-        else:
-            # SQLite stores DateTimeUTC as 'YYYY-MM-DD HH:MM:SS.ffffff' in UTC.
-            hour = func.strftime("%Y-%m-%d %H:00:00", timestamp)
-        bucket = type_coerce(hour, DateTimeUTC(timezone=True)).label("hour")
-        result = await self._session.execute(
-            select(bucket, func.avg(CapacitySnapshotRow.capacity_utilization_pct))
-            .where(timestamp >= since, timestamp <= until)
-            .group_by(bucket)
-            .order_by(bucket)
-        )
-        return [(at, float(mean)) for at, mean in result.tuples()]
-
-    async def miner_slot_sizes(self) -> list[int]:
-        result = await self._session.execute(select(MinerRow.max_parallel))
-        return [int(size) for size in result.scalars()]

@@ -5,20 +5,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import platform
 import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
-from poolhub.app.bench_sla import register_bench_sla
-from poolhub.app.cli_billing import register_bench_billing
+from poolhub.app.tools.bench_billing import register_bench_billing
+from poolhub.app.tools.bench_matcher import bench_matcher
+from poolhub.app.tools.bench_sla import register_bench_sla
 from poolhub.app.tools.fleet import job_request, miner_profiles
 from poolhub.app.tools.hubproc import (
     COORDINATOR_SECRET,
@@ -29,8 +27,8 @@ from poolhub.app.tools.hubproc import (
     start_hub,
 )
 from poolhub.app.tools.loadgen import LoadResult, RawWebSocket, encode_request, run_load, ws_text_frame
+from poolhub.app.tools.report import append_report
 
-BENCHMARKS_MD = Path("docs/BENCHMARKS.md")
 console = Console()
 
 
@@ -39,40 +37,6 @@ class Row:
     name: str
     result: LoadResult
     concurrency: int
-
-
-def machine_line() -> str:
-    memory = ""
-    try:
-        total_kb = int(Path("/proc/meminfo").read_text().split()[1])
-        memory = f", {total_kb / 1024 / 1024:.0f} GiB RAM"
-    except (OSError, ValueError, IndexError):
-        pass
-    cpu = platform.processor() or platform.machine()
-    try:
-        model = next(
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        )
-        cpu = model
-    except (OSError, StopIteration):
-        pass
-    cores = os.cpu_count() or "?"
-    system = f"{platform.system()} {platform.release()}"
-    return f"{system}, {cores} cores ({cpu}){memory}, Python {platform.python_version()}"
-
-
-def append_report(title: str, lines: list[str]) -> None:
-    BENCHMARKS_MD.parent.mkdir(parents=True, exist_ok=True)
-    if not BENCHMARKS_MD.exists():
-        BENCHMARKS_MD.write_text(
-            "# Benchmarks\n\nWritten by `poolhub bench …`; each section is one run, newest last. "
-            "Every run measures a baseline endpoint of the same app in the same run.\n"
-        )
-    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    with BENCHMARKS_MD.open("a") as out:
-        out.write(f"\n## {title} — {stamp}\n\nMachine: {machine_line()}\n\n" + "\n".join(lines) + "\n")
 
 
 def show(rows: list[Row], title: str) -> list[str]:
@@ -321,20 +285,6 @@ async def bench_heartbeat(args: argparse.Namespace) -> None:
             hub.stop()
         if database_url and not args.database_url:
             await drop_database(database_url)
-
-
-def bench_matcher(args: argparse.Namespace) -> None:
-    from poolhub.domain.matching_bench import benchmark_matcher
-
-    lines = ["| N | matches | p50 ms | p99 ms | mean ms |", "| --- | --- | --- | --- | --- |"]
-    for n in args.sizes:
-        started = time.perf_counter()
-        result = benchmark_matcher(n, args.iterations, args.seed)
-        console.print(f"N={n:,}: {result}  ({time.perf_counter() - started:.1f} s)")
-        stats = f"{result['p50_ms']:.3f} | {result['p99_ms']:.3f} | {result['mean_ms']:.3f}"
-        lines.append(f"| {n:,} | {args.iterations} | {stats} |")
-    lines.append("\nThe matcher alone, in process, no HTTP (target ≤ 1 ms per match at N = 100,000).")
-    append_report("poolhub bench matcher", lines)
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

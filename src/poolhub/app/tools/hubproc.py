@@ -94,7 +94,16 @@ async def start_hub(
     log = log_path.open("wb")
     # Popen returns at once (no waiting on the child), and argv is ours, not user input.
     process = subprocess.Popen(  # noqa: ASYNC220, S603
-        [sys.executable, "-m", "poolhub.app.cli", "serve", "--port", str(port), "--workers", str(workers)],
+        [
+            sys.executable,
+            "-m",
+            "poolhub.app.cli.main",
+            "serve",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+        ],
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -135,7 +144,7 @@ def wait_for_stub(url: str, deadline_s: float = 20.0) -> None:
 def coordinator_stub_process(api_key: str, log_path: Path | None = None) -> Iterator[str]:
     """`poolhub coordinator-stub` in a child process on a free port; yields its URL, stops it on exit."""
     port = free_port()
-    command = [sys.executable, "-m", "poolhub.app.cli", "coordinator-stub", "--port", str(port)]
+    command = [sys.executable, "-m", "poolhub.app.cli.main", "coordinator-stub", "--port", str(port)]
     command += ["--api-key", api_key] + ([] if log_path else ["--quiet"])
     output = log_path.open("wb") if log_path else subprocess.DEVNULL
     process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)  # noqa: S603  (our own argv)

@@ -7,9 +7,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from poolhub.domain.billing import BillingGateway, LedgerEntry, LedgerStatus, UsageLine, summarize_usage
+from poolhub.domain.billing import LedgerEntry, LedgerStatus, UsageLine, summarize_usage
 from poolhub.domain.errors import BillingRejectedError, BillingUnavailableError, InvalidInputError
-from poolhub.domain.ports import BillingLedger, Clock
+from poolhub.domain.ports import BillingGateway, BillingLedger, Clock
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from poolhub.domain.directory import MinerDirectory
 from poolhub.domain.model import LeasePolicy
@@ -31,6 +31,7 @@ from poolhub.domain.sla import (
 )
 from poolhub.domain.use_cases.capacity_planning import CapacityPlanner, pool_snapshot
 from poolhub.domain.use_cases.refresh_sla_penalties import apply_open_violations
+from poolhub.domain.utc import rfc3339
 
 # Metrics older than the longest window GET /sla/metrics accepts (720 h) are deleted by each collection.
 METRICS_RETENTION = timedelta(hours=720)
@@ -54,10 +55,6 @@ class CollectionReport:
     open_by_type: Mapping[str, int]
 
 
-def _utc_text(instant: datetime) -> str:
-    return instant.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
 def measure_miners(
     facts: Sequence[MinerSlaFacts],
     presence: Mapping[str, Sequence[Interval]],
@@ -70,7 +67,7 @@ def measure_miners(
     thresholds = policy.thresholds
     window: dict[str, float | int | str | None] = {
         "window_hours": policy.window_hours,
-        "window_start": _utc_text(window_start),
+        "window_start": rfc3339(window_start),
     }
     measurements: list[Measurement] = []
     for fact in facts:

@@ -43,13 +43,6 @@ def _check_window(hours: int) -> None:
         raise InvalidInputError(f"hours must be between 1 and {MAX_HOURS}, got {hours}")
 
 
-def _check_page(offset: int, limit: int) -> None:
-    if offset < 0:
-        raise InvalidInputError(f"offset must be >= 0, got {offset}")
-    if not 1 <= limit <= 500:
-        raise InvalidInputError(f"limit must be between 1 and 500, got {limit}")
-
-
 class ListSlaMetrics:
     """Metrics of the last `hours`, newest first: one miner's (404 if unknown) or all, pool-wide included."""
 
@@ -61,7 +54,6 @@ class ListSlaMetrics:
         self, *, miner_id: str | None, hours: int, offset: int, limit: int
     ) -> Page[StoredMetric]:
         _check_window(hours)
-        _check_page(offset, limit)
         if miner_id is not None and not await self._sla.miner_exists(miner_id):
             raise MinerNotFoundError(f"no miner '{miner_id}' is registered")
         since = self._clock.now() - timedelta(hours=hours)
@@ -78,7 +70,6 @@ class ListSlaViolations:
     async def execute(
         self, *, miner_id: str | None, resolved: bool, offset: int, limit: int
     ) -> Page[StoredViolation]:
-        _check_page(offset, limit)
         items, total = await self._sla.violations(
             miner_id=miner_id, resolved=resolved, offset=offset, limit=limit
         )
@@ -94,7 +85,6 @@ class ListCapacitySnapshots:
 
     async def execute(self, *, hours: int, offset: int, limit: int) -> Page[StoredSnapshot]:
         _check_window(hours)
-        _check_page(offset, limit)
         since = self._clock.now() - timedelta(hours=hours)
         items, total = await self._capacity.snapshots(since=since, offset=offset, limit=limit)
         return Page(tuple(items), total)

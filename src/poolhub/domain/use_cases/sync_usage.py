@@ -7,9 +7,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from poolhub.domain.billing import BackoffPolicy, BillingGateway, LedgerEntry
+from poolhub.domain.billing import BackoffPolicy, LedgerEntry
 from poolhub.domain.errors import BillingRejectedError, BillingUnavailableError
-from poolhub.domain.ports import BillingLedger, Clock, PendingSelection, RandomSource, RetryMark, UnitOfWork
+from poolhub.domain.ports import (
+    BillingGateway,
+    BillingLedger,
+    Clock,
+    PendingSelection,
+    RandomSource,
+    RetryMark,
+    UnitOfWork,
+)
 from poolhub.domain.use_cases.derive_api_calls import DeriveApiCalls
 
 

@@ -1,0 +1,136 @@
+"""Request and response shapes of the billing routes (`/sla/billing/...`)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import Meta
+
+from poolhub.app.http.schemas.common import Base, Id
+
+ResourceTypeName = Annotated[
+    str,
+    Meta(
+        min_length=1,
+        max_length=32,
+        pattern=r"^[a-z_]+$",
+        description="1-32 characters of [a-z_]",
+        examples=["gpu_hours"],
+    ),
+]
+Quantity = Annotated[
+    str,
+    Meta(
+        max_length=20,
+        pattern=r"^[0-9]{1,7}(\.[0-9]{1,12})?$",
+        description="a decimal string >= 0 with at most 12 decimal places; one ledger line holds at most "
+        "9223372.036854775807",
+        examples=["1.5"],
+    ),
+]
+UnitPriceText = Annotated[
+    str,
+    Meta(
+        max_length=22,
+        pattern=r"^[0-9]{1,9}(\.[0-9]{1,12})?$",
+        description="a decimal string >= 0 (price per unit, in the configured currency)",
+        examples=["0.50"],
+    ),
+]
+MetadataKey = Annotated[str, Meta(min_length=1, max_length=64)]
+MetadataValue = (
+    Annotated[str, Meta(max_length=256)] | Annotated[int, Meta(ge=-(2**53), le=2**53)] | float | bool | None
+)
+MetadataIn = Annotated[
+    dict[MetadataKey, MetadataValue],
+    Meta(
+        max_length=32,
+        description="a flat JSON object: at most 32 keys of 1-64 characters; values are strings of at most "
+        "256 characters, finite numbers, booleans or null",
+    ),
+]
+Hours = Annotated[int, Meta(ge=1, le=720, description="hours, 1-720")]
+AwareDatetime = Annotated[datetime, Meta(tz=True, description="RFC 3339 with an offset")]
+
+
+class UsageRecordCreate(Base, kw_only=True):
+    tenant_id: Id
+    resource_type: ResourceTypeName
+    quantity: Quantity
+    unit_price: UnitPriceText | None = msgspec.field(default=None)
+    job_id: Id | None = None
+    metadata: MetadataIn = msgspec.field(default_factory=dict)
+
+
+class UsageRecordRead(Base, kw_only=True):
+    """A ledger line. Decimals are strings; amount = quantity × unit_price rounded to 8 places."""
+
+    id: int
+    idempotency_key: str
+    tenant_id: str
+    miner_id: str | None
+    resource_type: str
+    unit: str
+    quantity: str
+    unit_price: str
+    amount: str
+    currency: str
+    usage_start: datetime
+    usage_end: datetime
+    job_id: str | None
+    metadata: dict[str, Any]
+    status: Literal["pending", "synced", "rejected"]
+    created_at: datetime
+
+
+class LedgerEntryRead(UsageRecordRead, kw_only=True):
+    """A ledger line with its delivery state; `last_error` is the coordinator's reason for a rejection."""
+
+    attempts: int
+    next_attempt_at: datetime | None
+    last_error: str | None
+    synced_at: datetime | None
+
+
+class UsagePeriod(Base):
+    start: datetime
+    end: datetime
+
+
+class UsageTotalRead(Base, kw_only=True):
+    tenant_id: str
+    miner_id: str | None
+    resource_type: str
+    unit: str
+    quantity: str
+    amount: str
+    currency: str
+    synced_quantity: str
+    pending_quantity: str
+    rejected_quantity: str
+
+
+class UsageReportRead(Base, kw_only=True):
+    period: UsagePeriod
+    totals: list[UsageTotalRead]
+    coordinator: dict[str, Any] | None
+
+
+class SyncCreate(Base, kw_only=True):
+    miner_id: Id | None = None
+    hours_back: Hours | None = None
+
+
+class SyncResultRead(Base, kw_only=True):
+    records_sent: int
+    records_failed: int
+    records_pending: int
+    records_rejected: int
+
+
+class InvoiceCreate(Base, kw_only=True):
+    tenant_id: Id
+    period_start: AwareDatetime
+    period_end: AwareDatetime

@@ -1,0 +1,115 @@
+"""Process-wide objects (policies, clock, directory, secrets) and persistence (engine, sessions, repos)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from dishka import AsyncContainer, Provider, Scope, from_context, provide
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from poolhub.adapters.db.engine import make_engine, make_session_factory
+from poolhub.adapters.db.repositories import (
+    SqlMinerRepository,
+    SqlPresenceRepository,
+    SqlSessionRepository,
+    SqlTickLock,
+    SqlTokenLookup,
+)
+from poolhub.adapters.db.uow import SqlUnitOfWork
+from poolhub.adapters.system import SecretsTokenSource, SystemClock
+from poolhub.app.http.auth import RoleSecrets
+from poolhub.app.metrics import Metrics
+from poolhub.app.runtime.background import DatabaseProbe
+from poolhub.app.runtime.registrations import RegistrationBatcher
+from poolhub.app.settings import Settings
+from poolhub.domain.directory import MinerDirectory
+from poolhub.domain.model import LeasePolicy
+from poolhub.domain.ports import (
+    Clock,
+    MinerRepository,
+    PresenceRepository,
+    SessionRepository,
+    TickLock,
+    TokenLookup,
+    TokenSource,
+    UnitOfWork,
+)
+from poolhub.domain.trust import TrustPolicy
+from poolhub.domain.use_cases.authenticate_miner import AuthenticateMiner, OtherRoleSecrets
+from poolhub.domain.use_cases.miner_session import (
+    ApplyBeat,
+    RecordHeartbeat,
+)
+from poolhub.domain.use_cases.register_miner import ServerSecret
+
+
+class CoreProvider(Provider):
+    """Process-wide objects: policies from settings, the clock, the in-memory directory."""
+
+    settings = from_context(provides=Settings, scope=Scope.APP)
+
+    @provide(scope=Scope.APP)
+    def lease(self, settings: Settings) -> LeasePolicy:
+        return LeasePolicy(settings.heartbeat_grace_sec, settings.session_ttl_sec)
+
+    @provide(scope=Scope.APP)
+    def trust(self, settings: Settings) -> TrustPolicy:
+        return TrustPolicy(half_life_hours=settings.trust_half_life_hours)
+
+    @provide(scope=Scope.APP)
+    def directory(self, lease: LeasePolicy, trust: TrustPolicy) -> MinerDirectory:
+        return MinerDirectory(lease, trust)
+
+    @provide(scope=Scope.APP)
+    def secret(self, settings: Settings) -> ServerSecret:
+        return ServerSecret(settings.secret_key)
+
+    @provide(scope=Scope.APP)
+    def other_roles(self, roles: RoleSecrets) -> OtherRoleSecrets:
+        return OtherRoleSecrets((roles.operator, roles.coordinator))
+
+    @provide(scope=Scope.APP)
+    def registrations(self, container: AsyncContainer) -> RegistrationBatcher:
+        return RegistrationBatcher(container)
+
+    @provide(scope=Scope.APP)
+    def role_secrets(self, settings: Settings) -> RoleSecrets:
+        return RoleSecrets(coordinator=settings.coordinator_shared_secret, operator=settings.admin_token)
+
+    apply_beat = provide(ApplyBeat, scope=Scope.APP)
+    authenticate_miner = provide(AuthenticateMiner, scope=Scope.APP)
+    record_heartbeat = provide(RecordHeartbeat, scope=Scope.APP)
+    metrics = provide(Metrics, scope=Scope.APP)
+    probe = provide(DatabaseProbe, scope=Scope.APP)
+    clock = provide(SystemClock, provides=Clock, scope=Scope.APP)
+    tokens = provide(SecretsTokenSource, provides=TokenSource, scope=Scope.APP)
+
+
+class PersistenceProvider(Provider):
+    """The engine for the process and one session per request (or per background job)."""
+
+    @provide(scope=Scope.APP)
+    async def engine(self, settings: Settings) -> AsyncIterator[AsyncEngine]:
+        engine = make_engine(settings.database_url)
+        yield engine
+        await engine.dispose()
+
+    @provide(scope=Scope.APP)
+    def session_factory(self, engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+        return make_session_factory(engine)
+
+    @provide(scope=Scope.REQUEST)
+    async def session(self, factory: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
+        # Closing rolls back whatever the use case did not commit; committing is the use case's job.
+        async with factory() as session:
+            yield session
+
+    @provide(scope=Scope.REQUEST)
+    def miners(self, session: AsyncSession, lease: LeasePolicy) -> MinerRepository:
+        return SqlMinerRepository(session, lease)
+
+    sessions = provide(SqlSessionRepository, provides=SessionRepository, scope=Scope.REQUEST)
+    presence = provide(SqlPresenceRepository, provides=PresenceRepository, scope=Scope.REQUEST)
+    uow = provide(SqlUnitOfWork, provides=UnitOfWork, scope=Scope.REQUEST)
+    tick_lock = provide(SqlTickLock, provides=TickLock, scope=Scope.REQUEST)
+    token_lookup = provide(SqlTokenLookup, provides=TokenLookup, scope=Scope.APP)

@@ -1,0 +1,61 @@
+"""Dishka provider of the SLA and capacity features: policies from settings, repositories and use cases."""
+
+from __future__ import annotations
+
+from dishka import Provider, Scope, provide
+
+from poolhub.adapters.db.capacity_repositories import SqlCapacityRepository
+from poolhub.adapters.db.sla_repositories import SqlSlaRepository
+from poolhub.app.settings import Settings
+from poolhub.domain.ports import CapacityRepository, SlaRepository
+from poolhub.domain.sla import SlaThresholds
+from poolhub.domain.use_cases.capacity_planning import (
+    CapacityPlanner,
+    CapacityPolicy,
+    ForecastCapacity,
+    RecommendCapacity,
+)
+from poolhub.domain.use_cases.collect_sla import CollectSla, SlaPolicy
+from poolhub.domain.use_cases.refresh_sla_penalties import RefreshSlaPenalties
+from poolhub.domain.use_cases.sla_queries import (
+    GetSlaStatus,
+    ListCapacitySnapshots,
+    ListSlaMetrics,
+    ListSlaViolations,
+)
+
+
+class SlaProvider(Provider):
+    """APP scope: the policies; REQUEST scope: repositories over the request's session and use cases."""
+
+    @provide(scope=Scope.APP)
+    def sla_policy(self, settings: Settings) -> SlaPolicy:
+        return SlaPolicy(
+            thresholds=SlaThresholds(
+                uptime_pct=settings.sla_uptime_threshold,
+                response_time_ms=settings.sla_response_time_threshold,
+                completion_rate_pct=settings.sla_completion_rate_threshold,
+                capacity_availability_pct=settings.sla_capacity_threshold,
+                min_samples=settings.sla_min_samples,
+            ),
+            window_hours=settings.sla_window_hours,
+        )
+
+    @provide(scope=Scope.APP)
+    def capacity_policy(self, settings: Settings) -> CapacityPolicy:
+        return CapacityPolicy(
+            forecast_hours=settings.capacity_forecast_hours,
+            alert_threshold_pct=settings.capacity_alert_threshold_pct,
+        )
+
+    sla_repository = provide(SqlSlaRepository, provides=SlaRepository, scope=Scope.REQUEST)
+    capacity_repository = provide(SqlCapacityRepository, provides=CapacityRepository, scope=Scope.REQUEST)
+    planner = provide(CapacityPlanner, scope=Scope.REQUEST)
+    collect = provide(CollectSla, scope=Scope.REQUEST)
+    refresh_penalties = provide(RefreshSlaPenalties, scope=Scope.REQUEST)
+    list_metrics = provide(ListSlaMetrics, scope=Scope.REQUEST)
+    list_violations = provide(ListSlaViolations, scope=Scope.REQUEST)
+    list_snapshots = provide(ListCapacitySnapshots, scope=Scope.REQUEST)
+    status = provide(GetSlaStatus, scope=Scope.REQUEST)
+    forecast = provide(ForecastCapacity, scope=Scope.REQUEST)
+    recommend = provide(RecommendCapacity, scope=Scope.REQUEST)

@@ -1,0 +1,22 @@
+"""Array types shared by the index's columns, and the one way they grow."""
+
+from __future__ import annotations
+
+from typing import Final, TypeVar
+
+import numpy as np
+import numpy.typing as npt
+
+BoolArray = npt.NDArray[np.bool_]
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.intp]
+HitArray = npt.NDArray[np.uint8] | npt.NDArray[np.uint16]
+# Below this many rows, narrowing a set by a sampled threshold or a side list costs more than it saves.
+NARROW_MIN: Final = 256
+_Scalar = TypeVar("_Scalar", bound=np.generic)
+
+
+def resized(array: npt.NDArray[_Scalar], capacity: int, fill: object) -> npt.NDArray[_Scalar]:
+    grown: npt.NDArray[_Scalar] = np.full(capacity, fill, dtype=array.dtype)
+    grown[: len(array)] = array
+    return grown

@@ -1,0 +1,475 @@
+"""Ranking a job's candidates over the index's columns: filters, the weighted score, top-k and explains."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Final
+
+import numpy as np
+import numpy.typing as npt
+
+from poolhub.domain.matching.arrays import NARROW_MIN, BoolArray, FloatArray, HitArray, IntArray
+from poolhub.domain.matching.columns import MinerColumns
+from poolhub.domain.matching.explain import failures, rejection_explain, terms_explain
+from poolhub.domain.matching.values import (
+    DEFAULT_EXPLORATION,
+    REJECTION_REASONS,
+    Candidate,
+    ExplorationPolicy,
+    Hints,
+    MatchQuery,
+    MatchResult,
+    MinerExplanation,
+    ScoreTerms,
+    Weights,
+)
+
+# Rounding to 6 decimals moves a score by at most 5e-7; anything that could round level with the k-th best
+# score is therefore within this of it.
+_SCORE_SLACK: Final = 2e-6
+_SAMPLE_SIZE: Final = 512
+# Tie groups up to this size are ordered by a Python sort of their ids; larger ones use cached id ranks.
+_SMALL_TIE_GROUP: Final = 512
+# Added to or taken from the price of ineligible rows so a plain min or max skips them.
+_FAR: Final = 1e300
+# The exploration share is a float, so top_k * share can land a hair under a whole number.
+_FLOOR_EPSILON: Final = 1e-9
+
+
+@dataclass(frozen=True, slots=True)
+class _Filtered:
+    eligible: BoolArray
+    count: int
+    rejections: dict[str, int]
+    cap_hits: HitArray | None
+    capabilities: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _Scored:
+    """Scores of the eligible miners, plus what it takes to restate any one miner's terms.
+
+    A "position" indexes the arrays. Sparse (`rows` set): they hold the eligible rows only, in row order.
+    Dense (`rows` None): they span every row, a position is a row, and ineligible rows hold junk scores that
+    only `eligible` tells apart.
+    """
+
+    rows: IntArray | None
+    eligible: BoolArray
+    count: int
+    score: FloatArray
+    price: FloatArray
+    cap_hits: HitArray | None  # None: every eligible miner has every capability asked for
+    n_caps: int
+    max_price: float | None
+    cheapest: float
+    dearest: float
+    known: BoolArray | None  # None: no eligible miner has a known eta
+    lower: npt.NDArray[np.int32] | IntArray | None
+    n_known: int
+
+    def rows_of(self, positions: IntArray) -> IntArray:
+        return positions if self.rows is None else self.rows[positions]
+
+    def position_of(self, row: int) -> int:
+        return row if self.rows is None else int(np.searchsorted(self.rows, row))
+
+    def pick(self, column: FloatArray) -> FloatArray:
+        return column[: len(self.eligible)] if self.rows is None else column.take(self.rows)
+
+    def cap(self, positions: IntArray) -> FloatArray:
+        if self.cap_hits is None:
+            return np.ones(len(positions), dtype=np.float64)
+        return np.multiply(self.cap_hits[positions], 1.0 / self.n_caps, dtype=np.float64)
+
+    def price_term(self, price: float) -> float:
+        if self.max_price is not None:
+            return 1.0 - price / self.max_price if self.max_price > 0 else 1.0
+        if self.dearest > self.cheapest:
+            return (self.dearest - price) / (self.dearest - self.cheapest)
+        return 1.0
+
+    def latency(self, position: int) -> float:
+        if self.known is None or self.lower is None or not self.known[position]:
+            return 0.5
+        return 1.0 - float(self.lower[position]) / self.n_known
+
+
+class RankedColumns(MinerColumns):
+    """The columns plus everything a match reads from them."""
+
+    def match(
+        self,
+        query: MatchQuery,
+        now: float,
+        weights: Weights,
+        exploration: ExplorationPolicy = DEFAULT_EXPLORATION,
+    ) -> MatchResult:
+        """Filter, score and rank every miner for the query, as POST /v1/match describes in API.md."""
+        filtered = self._filter(query, now)
+        chosen: list[tuple[int, bool]] = []
+        greedy: list[int] = []
+        scored: _Scored | None = None
+        if filtered.count:
+            scored = self._score(filtered, query.hints, weights)
+            greedy = self._top(scored, None, min(query.top_k, filtered.count))
+            chosen = self._explore(scored, greedy, query.top_k, exploration)
+        candidates = self._candidates(scored, chosen, filtered.capabilities)
+        explanation = None
+        if query.explain_miner is not None:
+            explanation = self._explain(query, now, scored, greedy, chosen)
+        return MatchResult(
+            job_id=query.job_id,
+            candidates=candidates,
+            explain=rejection_explain(len(self), filtered.rejections, len(candidates)),
+            considered=len(self),
+            eligible=filtered.count,
+            rejections=filtered.rejections,
+            miner_explanation=explanation,
+        )
+
+    def _filter(self, query: MatchQuery, now: float) -> _Filtered:
+        n = self._size
+        req, hints = query.requirements, query.hints
+        # One row per constraint present, each "passes it"; filled in place, then and-ed with `online` and
+        # counted in a few calls, since per-call overhead rivals the work itself at 10k miners.
+        passes = np.empty((len(REJECTION_REASONS), n), dtype=np.bool_)
+        checked: list[str] = []
+
+        def check(reason: str) -> BoolArray:
+            checked.append(reason)
+            row: BoolArray = passes[len(checked) - 1]
+            return row
+
+        np.copyto(check("full"), self._has_slot[:n])
+        # Stored vram, ram and prices are finite (upsert checks), so `>=` is exactly "not below".
+        if req.min_vram_gb is not None:
+            np.greater_equal(self._vram[:n], req.min_vram_gb, out=check("vram"))
+        if req.min_ram_gb is not None:
+            np.greater_equal(self._ram[:n], req.min_ram_gb, out=check("ram"))
+        if req.accel:
+            out = check("accel")
+            out[:] = False
+            for code in {self._accel_codes[a] for a in req.accel if a in self._accel_codes}:
+                out |= self._accel[:n] == code
+        if req.tags_any:
+            np.copyto(check("tags"), self._tags.hits(req.tags_any, n)[0])
+        capabilities = tuple(dict.fromkeys(req.capabilities_any or ()))
+        cap_hits = None
+        if capabilities:
+            has_any, counts = self._caps.hits(capabilities, n)
+            np.copyto(check("capabilities"), has_any)
+            # With one capability asked for, every eligible miner has all of it.
+            cap_hits = counts if len(capabilities) > 1 else None
+        if hints.region is not None:
+            out = check("region")
+            region = self._region_codes.get(hints.region)
+            if region is None:
+                out[:] = False
+            else:
+                np.equal(self._region[:n], region, out=out)
+        if hints.max_price is not None:
+            np.less_equal(self._price[:n], float(hints.max_price), out=check("price"))
+        if hints.deadline_ms is not None:
+            # An unknown eta is NaN and NaN > deadline is False: unknown etas pass, as the contract says.
+            out = check("deadline")
+            np.greater(self._eta[:n], hints.deadline_ms, out=out)
+            np.logical_not(out, out=out)
+        online = self._lease[:n] > now
+        n_online = int(np.count_nonzero(online))
+        rejections = dict.fromkeys(REJECTION_REASONS, 0)
+        rejections["offline"] = len(self) - n_online
+        block = passes[: len(checked)]
+        np.logical_and(block, online, out=block)
+        for reason, passed in zip(checked, block, strict=True):
+            rejections[reason] = n_online - int(np.count_nonzero(passed))
+        eligible = np.logical_and.reduce(block, axis=0)
+        count = int(np.count_nonzero(eligible))
+        return _Filtered(eligible, count, rejections, cap_hits, capabilities)
+
+    def _score(self, filtered: _Filtered, hints: Hints, weights: Weights) -> _Scored:
+        """Every eligible miner's score, as few full passes as possible.
+
+        Each pass over 100k rows costs ~15 µs, so the weighted sum is regrouped into constants plus a handful
+        of products; the per-term values of returned miners are restated afterwards from the same inputs.
+        """
+        eligible, m = filtered.eligible, filtered.count
+        n = len(eligible)
+        # With most rows eligible, full-length passes over contiguous columns beat gathering each column.
+        rows = None if m * 5 >= n * 2 else np.flatnonzero(eligible)
+
+        def pick(column: FloatArray) -> FloatArray:
+            return column[:n] if rows is None else column.take(rows)
+
+        price = pick(self._price)
+        constant = 0.0
+        max_price = None if hints.max_price is None else float(hints.max_price)
+        cheapest = dearest = 0.0
+        if max_price is None:
+            if rows is not None:
+                cheapest, dearest = float(price.min()), float(price.max())
+            else:
+                # Masked reductions are ~10x slower than plain ones; pushing ineligible prices out of range
+                # arithmetically keeps them out of a plain min and max.
+                far = ~eligible * _FAR
+                cheapest, dearest = float((price + far).min()), float((price - far).max())
+        if max_price is not None and max_price > 0:
+            score = price * (-weights.price / max_price)
+            constant += weights.price
+        elif max_price is None and dearest > cheapest:
+            score = price * (-weights.price / (dearest - cheapest))
+            constant += weights.price * dearest / (dearest - cheapest)
+        else:
+            score = np.zeros(len(price), dtype=np.float64)
+            constant += weights.price
+        score += pick(self._static_for(weights))
+        cap_hits = None
+        if filtered.cap_hits is None:
+            constant += weights.cap
+        else:
+            cap_hits = filtered.cap_hits[:n] if rows is None else filtered.cap_hits.take(rows)
+            score += np.multiply(cap_hits, weights.cap / len(filtered.capabilities), dtype=np.float64)
+        eta = pick(self._eta)
+        known = eta == eta  # NaN, an unknown eta, is the only value unequal to itself
+        n_known = int(np.count_nonzero(known if rows is not None else known & eligible))
+        constant += weights.latency * 0.5
+        lower = None
+        if n_known:
+            lower = self._eta_ranks.lower_counts(self._eta, self._live, eligible, rows, eta)
+            # latency = 1 - lower/n_known where the eta is known, 0.5 (folded into the constant) where not.
+            part = np.multiply(lower, -weights.latency / n_known, dtype=np.float64)
+            part += weights.latency * 0.5
+            part *= known
+            score += part
+        score += constant
+        if self._penalised:
+            score *= pick(self._penalty)
+        # Regrouping can leave a score an ulp outside [0, 1], and weights may sum to 1 + 1e-6.
+        np.clip(score, 0.0, 1.0, out=score)
+        return _Scored(
+            rows=rows,
+            eligible=eligible,
+            count=m,
+            score=score,
+            price=price,
+            cap_hits=cap_hits,
+            n_caps=len(filtered.capabilities),
+            max_price=max_price,
+            cheapest=cheapest,
+            dearest=dearest,
+            known=known if n_known else None,
+            lower=lower,
+            n_known=n_known,
+        )
+
+    def _top(self, scored: _Scored, positions: IntArray | None, k: int) -> list[int]:
+        """The best k eligible `positions` (None: all), by rounded score desc, price asc, miner_id asc."""
+        dense = scored.rows is None
+        if positions is None:
+            score = scored.score
+            if dense and len(score) <= NARROW_MIN:
+                positions = np.flatnonzero(scored.eligible)
+                score = score[positions]
+        else:
+            score = scored.score[positions]
+        if k <= 0 or not len(score):
+            return []
+        # Dense and unnarrowed, `score` still spans ineligible rows, which every step below must skip.
+        masked = positions is None and dense
+        if len(score) > NARROW_MIN and k < len(score):
+            stride = max(1, len(score) // _SAMPLE_SIZE)
+            sample = score[::stride]
+            if masked:
+                sample = sample[scored.eligible[::stride]]
+            # The sample is a subset, so its k-th best score is a lower bound of the whole set's k-th best.
+            if stride > 1 and len(sample) >= k:
+                floor = np.partition(sample, len(sample) - k)[len(sample) - k]
+                over = score >= floor - _SCORE_SLACK
+                if masked:
+                    over &= scored.eligible
+                keep = np.flatnonzero(over)
+                positions, score = (keep if positions is None else positions[keep]), score[keep]
+                masked = False
+            if masked:
+                positions = np.flatnonzero(scored.eligible)
+                score = score[positions]
+                masked = False
+            if len(score) > k:
+                kth = np.partition(score, len(score) - k)[len(score) - k]
+                keep = np.flatnonzero(score >= kth - _SCORE_SLACK)
+                positions, score = (keep if positions is None else positions[keep]), score[keep]
+        if positions is None:
+            positions = np.arange(len(score))
+        rounded = np.round(score, 6)
+        price = scored.price[positions]
+        if len(positions) > k:
+            picked = self._pick_k(scored, positions, rounded, price, k)
+            positions, rounded, price = positions[picked], rounded[picked], price[picked]
+        ids, rows = self._ids, scored.rows_of(positions).tolist()
+        keys = zip(
+            (-rounded).tolist(), price.tolist(), (ids[row] for row in rows), positions.tolist(), strict=False
+        )
+        return [key[3] for key in sorted(keys)]
+
+    def _pick_k(
+        self, scored: _Scored, positions: IntArray, rounded: FloatArray, price: FloatArray, k: int
+    ) -> IntArray:
+        """Indices into `positions` of the best k, unordered; a tie at the cut goes by price, then id."""
+        kth = np.partition(rounded, len(rounded) - k)[len(rounded) - k]
+        above = np.flatnonzero(rounded > kth)
+        tied = np.flatnonzero(rounded == kth)
+        need = k - len(above)
+        if len(tied) == need:
+            return np.concatenate((above, tied))
+        tied_price = price[tied]
+        kth_price = np.partition(tied_price, need - 1)[need - 1]
+        cheaper = tied[tied_price < kth_price]
+        level = tied[tied_price == kth_price]
+        need -= len(cheaper)
+        if len(level) > need:
+            level = level[self._smallest_ids(scored.rows_of(positions[level]), need)]
+        return np.concatenate((above, cheaper, level))
+
+    def _smallest_ids(self, rows: IntArray, need: int) -> IntArray:
+        """Indices into `rows` of the `need` rows with the smallest miner ids."""
+        if len(rows) <= _SMALL_TIE_GROUP:
+            ids = self._ids
+            ordered = sorted(range(len(rows)), key=lambda i: ids[int(rows[i])])
+            return np.array(ordered[:need], dtype=np.intp)
+        # A large tie (a fleet of identical miners) would make a Python sort per match the bottleneck, so rank
+        # all ids once and reuse the ranks until a miner joins or leaves.
+        if self._id_rank is None:
+            rank = np.zeros(self._size, dtype=np.int64)
+            for place, miner_id in enumerate(sorted(self._rows)):
+                rank[self._rows[miner_id]] = place
+            self._id_rank = rank
+        return np.argpartition(self._id_rank[rows], need - 1)[:need]
+
+    def _explore(
+        self, scored: _Scored, greedy: list[int], top_k: int, policy: ExplorationPolicy
+    ) -> list[tuple[int, bool]]:
+        """Give the lowest greedy slots not held by little-known miners to the best little-known left out."""
+        n_explore = math.floor(top_k * policy.share + _FLOOR_EPSILON)
+        plain = [(pos, False) for pos in greedy]
+        if n_explore <= 0 or len(greedy) >= scored.count:
+            return plain
+        little = scored.pick(self._samples) < policy.max_samples
+        if scored.cap_hits is not None:
+            little &= scored.cap_hits >= policy.min_cap * scored.n_caps - 1e-9
+        if scored.rows is None:
+            little &= scored.eligible
+        in_top = sum(1 for pos in greedy if little[pos])
+        if in_top >= n_explore:
+            return plain
+        little[greedy] = False
+        newcomers = self._top(scored, np.flatnonzero(little), n_explore - in_top)
+        if not newcomers:
+            return plain
+        dropped = set([pos for pos in reversed(greedy) if not little[pos]][: len(newcomers)])
+        merged = [(pos, False) for pos in greedy if pos not in dropped]
+        merged += [(pos, True) for pos in newcomers[: len(dropped)]]
+        final = self._top(scored, np.array([pos for pos, _ in merged], dtype=np.intp), len(merged))
+        exploring = dict(merged)
+        return [(pos, exploring[pos]) for pos in final]
+
+    def _terms(self, scored: _Scored, positions: IntArray) -> list[tuple[ScoreTerms, float]]:
+        """Restate the terms and the penalty of a few positions from the columns the score was built from."""
+        rows = scored.rows_of(positions)
+        columns = zip(
+            scored.cap(positions).tolist(),
+            scored.price[positions].tolist(),
+            positions.tolist(),
+            self._trust[rows].tolist(),
+            self._load[rows].tolist(),
+            self._penalty[rows].tolist(),
+            strict=True,
+        )
+        return [
+            (ScoreTerms(cap, scored.price_term(price), scored.latency(pos), trust, load), penalty)
+            for cap, price, pos, trust, load, penalty in columns
+        ]
+
+    def _candidates(
+        self, scored: _Scored | None, chosen: list[tuple[int, bool]], capabilities: tuple[str, ...]
+    ) -> tuple[Candidate, ...]:
+        if scored is None or not chosen:
+            return ()
+        positions = np.array([pos for pos, _ in chosen], dtype=np.intp)
+        columns = zip(
+            scored.rows_of(positions).tolist(),
+            np.round(scored.score[positions], 6).tolist(),
+            self._terms(scored, positions),
+            (exploring for _, exploring in chosen),
+            strict=True,
+        )
+        out = []
+        for row, score, (terms, penalty), exploring in columns:
+            miner = self._record(row)
+            have = miner.capabilities
+            out.append(
+                Candidate(
+                    miner_id=miner.miner_id,
+                    addr=miner.addr,
+                    proto=miner.proto,
+                    score=score,
+                    eta_ms=miner.eta_ms,
+                    price=miner.price,
+                    matched_capabilities=tuple(c for c in capabilities if c in have),
+                    explain=terms_explain(terms, penalty, exploration=exploring),
+                    terms=terms,
+                    sla_penalty=penalty,
+                    exploration=exploring,
+                )
+            )
+        return tuple(out)
+
+    def _explain(
+        self,
+        query: MatchQuery,
+        now: float,
+        scored: _Scored | None,
+        greedy: list[int],
+        chosen: list[tuple[int, bool]],
+    ) -> MinerExplanation:
+        miner_id = query.explain_miner
+        assert miner_id is not None
+        row = self._rows.get(miner_id)
+        if row is None:
+            return MinerExplanation(
+                miner_id, False, False, (), None, None, False, f"{miner_id} is not registered"
+            )
+        failed_checks = failures(self._record(row), query, now)
+        if failed_checks:
+            text = f"{miner_id} is not eligible: " + ", ".join(detail for _reason, detail in failed_checks)
+            failed = tuple(reason for reason, _detail in failed_checks)
+            return MinerExplanation(miner_id, True, False, failed, None, None, False, text)
+        assert scored is not None, "an eligible miner means something was scored"
+        pos = scored.position_of(row)
+        rounded = np.round(scored.score, 6)
+        price = scored.price
+        mine, my_price = rounded[pos], price[pos]
+        same = rounded == mine
+        before = (rounded > mine) | (same & (price < my_price))
+        level = same & (price == my_price)
+        if scored.rows is None:
+            before &= scored.eligible
+            level &= scored.eligible
+        ids = self._ids
+        rank = 1 + int(np.count_nonzero(before))
+        rank += sum(1 for other in scored.rows_of(np.flatnonzero(level)).tolist() if ids[other] < miner_id)
+        exploring = dict(chosen)
+        returned = pos in exploring
+        if returned:
+            status = "returned for exploration" if exploring[pos] else "returned"
+        elif pos in greedy:
+            status = "not returned: its slot went to exploration"
+        else:
+            status = f"not returned (top_k={query.top_k})"
+        [(terms, penalty)] = self._terms(scored, np.array([pos], dtype=np.intp))
+        breakdown = terms_explain(terms, penalty, exploration=exploring.get(pos, False))
+        text = (
+            f"{miner_id} is eligible: ranked {rank} of {scored.count} with score {float(mine):.6f}, "
+            f"{status}: {breakdown}"
+        )
+        return MinerExplanation(miner_id, True, True, (), float(mine), rank, returned, text)

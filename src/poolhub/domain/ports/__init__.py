@@ -1,0 +1,56 @@
+"""Ports: what the core needs from the outside world, named by role, one module per feature."""
+
+from poolhub.domain.ports.billing import (
+    BillingGateway,
+    BillingLedger,
+    PendingSelection,
+    RetryMark,
+    UsageLedger,
+)
+from poolhub.domain.ports.matching import (
+    FeedbackEntry,
+    FeedbackRepository,
+    MatchRecord,
+    MatchRecordRepository,
+)
+from poolhub.domain.ports.miners import MinerRepository, PresenceRepository, SessionRepository, TokenLookup
+from poolhub.domain.ports.sla import (
+    CapacityRepository,
+    FeedbackWindowStats,
+    MinerSlaFacts,
+    OpenViolationKey,
+    SlaRepository,
+    StoredMetric,
+    StoredSnapshot,
+    StoredViolation,
+)
+from poolhub.domain.ports.system import Clock, RandomSource, TickLock, TokenSource, UnitOfWork
+
+__all__ = [
+    "BillingGateway",
+    "BillingLedger",
+    "CapacityRepository",
+    "Clock",
+    "FeedbackEntry",
+    "FeedbackRepository",
+    "FeedbackWindowStats",
+    "MatchRecord",
+    "MatchRecordRepository",
+    "MinerRepository",
+    "MinerSlaFacts",
+    "OpenViolationKey",
+    "PendingSelection",
+    "PresenceRepository",
+    "RandomSource",
+    "RetryMark",
+    "SessionRepository",
+    "SlaRepository",
+    "StoredMetric",
+    "StoredSnapshot",
+    "StoredViolation",
+    "TickLock",
+    "TokenLookup",
+    "TokenSource",
+    "UnitOfWork",
+    "UsageLedger",
+]

@@ -1,0 +1,75 @@
+"""Miners and their sessions: the durable directory, session tokens, presence and authentication lookups."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from decimal import Decimal
+from typing import Protocol
+
+from poolhub.domain.model import Miner, MinerStatus, Trust
+
+
+class MinerRepository(Protocol):
+    """Durable miners: specification, status and trust. Never commits."""
+
+    async def get(self, miner_id: str) -> Miner | None: ...
+
+    async def get_for_update(self, miner_id: str) -> Miner | None:
+        """Like `get`, locking the miner's row until commit (trust updates read-modify-write it)."""
+
+    async def get_many(self, miner_ids: Sequence[str]) -> dict[str, Miner]: ...
+
+    async def api_key_hashes(self, miner_ids: Sequence[str]) -> dict[str, str]:
+        """The stored API-key hash of each of these miners that is registered."""
+
+    async def save_registrations(self, registrations: Sequence[tuple[Miner, str]]) -> None:
+        """Insert or replace each miner's specification, status, trust and API-key hash, batched.
+
+        Raises ConflictError when another transaction registered one of them first."""
+
+    async def save_price(self, miner_id: str, price: Decimal, now: datetime) -> None: ...
+
+    async def save_trust(self, miner_id: str, trust: Trust, now: datetime) -> None: ...
+
+    async def save_statuses(self, statuses: Sequence[tuple[str, MinerStatus]], now: datetime) -> None:
+        """Write many statuses in one batched statement; unknown miners are skipped."""
+
+    async def all(self) -> list[Miner]: ...
+
+    async def changed_since(self, since: datetime) -> list[Miner]:
+        """Miners whose specification, trust or status was written at or after `since`."""
+
+
+class SessionRepository(Protocol):
+    """Session tokens, stored only as hashes. Never commits."""
+
+    async def revoke_all_of(self, miner_ids: Sequence[str], now: datetime) -> list[str]:
+        """Revoke every live token of these miners in one statement; returns the revoked hashes."""
+
+    async def create_many(self, sessions: Sequence[tuple[str, str, datetime, datetime]]) -> None:
+        """Insert (token_hash, miner_id, created_at, expires_at) rows in one batched statement."""
+
+    async def find_live(self, token_hash: str) -> str | None:
+        """The miner id of a token that is not revoked (expiry is judged by the caller)."""
+
+    async def extend(self, expiries: Sequence[tuple[str, datetime]]) -> None:
+        """Set the expiry of each miner's live tokens, in one batched statement."""
+
+    async def revoked_since(self, since: datetime) -> list[str]: ...
+
+
+class TokenLookup(Protocol):
+    """Read-only lookups for authentication, each in its own short transaction (callers hold no session)."""
+
+    async def miner_of_live_token(self, token_hash: str) -> str | None:
+        """The miner id of a token that is not revoked (expiry is judged by the caller)."""
+
+    async def miner(self, miner_id: str) -> Miner | None: ...
+
+
+class PresenceRepository(Protocol):
+    """Online intervals of each miner (the uptime SLA reads them). Never commits."""
+
+    async def record(self, intervals: Sequence[tuple[str, datetime, datetime]]) -> None:
+        """Upsert (miner_id, started_at, ended_at): the interval begun at started_at ends at ended_at."""
