@@ -22,6 +22,7 @@ from poolhub.app.http.middleware import access_log_middleware
 from poolhub.app.ioc.container import make_container
 from poolhub.app.runtime.background import Background
 from poolhub.app.runtime.billing_jobs import billing_jobs
+from poolhub.app.runtime.loop_monitor import LoopMonitor
 from poolhub.app.runtime.schedulers import PeriodicJob, Scheduler
 from poolhub.app.runtime.sla_jobs import sla_jobs, sla_penalty_lifespan
 from poolhub.app.settings import Settings
@@ -52,11 +53,14 @@ def create_app(settings: Settings, container: AsyncContainer | None = None) -> L
 
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
+        monitor = await container.get(LoopMonitor)
         await background.start()
         scheduler.start()
+        monitor.start()
         try:
             yield
         finally:
+            await monitor.stop()
             await scheduler.stop()
             await background.stop()
             await container.close()

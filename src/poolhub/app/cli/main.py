@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
+import tempfile
 from collections.abc import Callable, Sequence
 
 from poolhub.app.settings import Settings, SettingsError, load_settings
@@ -17,7 +20,6 @@ def _settings_or_exit() -> Settings:
 
 
 def _serve(args: argparse.Namespace) -> None:
-    import uvicorn
 
     from poolhub.app.logging import configure_logging
 
@@ -29,6 +31,18 @@ def _serve(args: argparse.Namespace) -> None:
             "(set them in the environment or .env)"
         )
     configure_logging(settings.log_level)
+    with contextlib.ExitStack() as stack:
+        if args.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            # Set before the workers start: prometheus-client picks its value store when it is imported.
+            os.environ["PROMETHEUS_MULTIPROC_DIR"] = stack.enter_context(
+                tempfile.TemporaryDirectory(prefix="poolhub-metrics-")
+            )
+        _run_server(args, settings)
+
+
+def _run_server(args: argparse.Namespace, settings: Settings) -> None:
+    import uvicorn
+
     uvicorn.run(
         "poolhub.app.asgi:create_app_from_env",
         factory=True,

@@ -20,6 +20,7 @@ from poolhub.adapters.system import SecretsTokenSource, SystemClock
 from poolhub.app.http.auth import RoleSecrets
 from poolhub.app.metrics import Metrics
 from poolhub.app.runtime.background import DatabaseProbe
+from poolhub.app.runtime.loop_monitor import LoopMonitor
 from poolhub.app.runtime.registrations import RegistrationBatcher
 from poolhub.app.settings import Settings
 from poolhub.domain.directory import MinerDirectory
@@ -80,6 +81,7 @@ class CoreProvider(Provider):
     authenticate_miner = provide(AuthenticateMiner, scope=Scope.APP)
     record_heartbeat = provide(RecordHeartbeat, scope=Scope.APP)
     metrics = provide(Metrics, scope=Scope.APP)
+    loop_monitor = provide(LoopMonitor, scope=Scope.APP)
     probe = provide(DatabaseProbe, scope=Scope.APP)
     clock = provide(SystemClock, provides=Clock, scope=Scope.APP)
     tokens = provide(SecretsTokenSource, provides=TokenSource, scope=Scope.APP)

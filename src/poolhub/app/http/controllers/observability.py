@@ -10,6 +10,7 @@ from litestar.status_codes import HTTP_200_OK, HTTP_503_SERVICE_UNAVAILABLE
 from poolhub.app.http.schemas.miners import Health
 from poolhub.app.metrics import Metrics
 from poolhub.app.runtime.background import DatabaseProbe
+from poolhub.app.runtime.loop_monitor import LoopMonitor
 from poolhub.domain.directory import MinerDirectory
 from poolhub.domain.ports import Clock
 
@@ -46,10 +47,6 @@ class ObservabilityController(Controller):
 
     @get("/metrics", summary="Prometheus text exposition", media_type="text/plain; version=0.0.4")
     @inject
-    async def metrics(
-        self, metrics: FromDishka[Metrics], directory: FromDishka[MinerDirectory], clock: FromDishka[Clock]
-    ) -> bytes:
-        metrics.miners_online.set(directory.online_count(clock.now()))
-        metrics.miners_registered.set(len(directory))
-        metrics.pending_beats.set(directory.pending_count())
+    async def metrics(self, metrics: FromDishka[Metrics], monitor: FromDishka[LoopMonitor]) -> bytes:
+        monitor.refresh_directory_gauges()
         return metrics.render()
