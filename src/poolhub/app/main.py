@@ -12,6 +12,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
+from poolhub.app.http.aliases import alias_of
 from poolhub.app.http.controllers.billing import BillingController
 from poolhub.app.http.controllers.match import MatchController
 from poolhub.app.http.controllers.miners import MinerController, heartbeat_socket
@@ -69,6 +70,10 @@ def create_app(settings: Settings, container: AsyncContainer | None = None) -> L
             MatchController,
             SlaController,
             BillingController,
+            # The AITBC network's clients: GET /health, GET /metrics and /v1/sla/… (same roles).
+            alias_of(ObservabilityController, "/"),
+            alias_of(SlaController, "/v1/sla"),
+            alias_of(BillingController, "/v1/sla/billing"),
         ],
         lifespan=[lifespan, sla_penalty_lifespan(container)],
         exception_handlers=EXCEPTION_HANDLERS,

@@ -86,6 +86,7 @@ def _read(view: MinerView) -> MinerRead:
         cpu_cores=spec.cpu_cores,
         avg_latency_ms=status.avg_latency_ms,
         gpu_utilization_pct=status.gpu_utilization_pct,
+        mem_free_gb=status.mem_free_gb,
     )
 
 

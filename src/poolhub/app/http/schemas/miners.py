@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
-from poolhub.app.http.schemas.common import Base, Count, Id, Item, Items, Millis, Price, Size, Temperature
+from poolhub.app.http.schemas.common import Base, Count, Id, Items, Millis, Price, Size, Temperature
 
 TagKey = Annotated[str, Meta(min_length=1, max_length=64)]
 TagValue = Annotated[str, Meta(max_length=127)] | int | float | bool
@@ -70,10 +70,8 @@ class MinerRegistered(Base):
 
 Utilisation = Annotated[float, Meta(ge=0, le=100, description="GPU utilisation, percent")]
 Mebibytes = Annotated[float, Meta(ge=0, le=1_000_000_000, description="MiB")]
-JobsNow = Annotated[
-    int | list[Item],
-    Meta(description="the job ids being run, or (AITBC) their count: queue_len when queue_len is absent"),
-]
+# The job ids being run, or (AITBC) their count: the count stands for queue_len when that is absent.
+JobsNow = Count | Items
 
 
 class MinerHeartbeat(Base, kw_only=True):
@@ -164,6 +162,7 @@ class MinerRead(Base):
     cpu_cores: int
     avg_latency_ms: float | None
     gpu_utilization_pct: float | None
+    mem_free_gb: float | None
 
 
 class Health(Base):
