@@ -22,7 +22,8 @@ def _canonical(prefix: str, path: str) -> str:
 
 def alias_of(controller: type[Controller], path: str) -> type[Controller]:
     """`controller`'s routes again under `path` instead of its own, marked as aliases in the schema."""
-    canonical_prefix = controller.path
+    # Read through getattr: Controller declares `path` in __slots__, which mypy forbids reading on the class.
+    canonical_prefix: str = getattr(controller, "path")  # noqa: B009
 
     def get_route_handlers(self: Controller) -> list[BaseRouteHandler]:
         handlers = controller.get_route_handlers(self)
