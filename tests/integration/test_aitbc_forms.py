@@ -249,3 +249,16 @@ async def test_the_openapi_schema_marks_each_alias(hub: Hub) -> None:
         "Alias of `GET /sla/metrics/{miner_id}`" in paths["/v1/sla/metrics/{miner_id}"]["get"]["description"]
     )
     assert "aliases" not in paths["/v1/health"]["get"]["tags"]
+
+
+async def test_the_openapi_schema_says_decimals_take_a_number_or_a_string(hub: Hub) -> None:
+    schemas = (await hub.client.get("/schema/openapi.json")).json()["components"]["schemas"]
+    for struct, field in [
+        ("MinerRegister", "price_token_per_ksec"),
+        ("MinerRegister", "base_price"),
+        ("MatchHints", "max_price"),
+        ("UsageRecordCreate", "quantity"),
+        ("UsageRecordCreate", "unit_price"),
+    ]:
+        kinds = {alt.get("type") for alt in schemas[struct]["properties"][field]["oneOf"]}
+        assert {"string", "number"} <= kinds, (struct, field)

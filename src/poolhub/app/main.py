@@ -20,6 +20,7 @@ from poolhub.app.http.controllers.observability import ObservabilityController
 from poolhub.app.http.controllers.sla import SlaController
 from poolhub.app.http.errors import EXCEPTION_HANDLERS
 from poolhub.app.http.middleware import access_log_middleware
+from poolhub.app.http.schemas.common import DecimalSchemaPlugin
 from poolhub.app.ioc.container import make_container
 from poolhub.app.runtime.background import Background
 from poolhub.app.runtime.billing_jobs import billing_jobs
@@ -78,6 +79,7 @@ def create_app(settings: Settings, container: AsyncContainer | None = None) -> L
         lifespan=[lifespan, sla_penalty_lifespan(container)],
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=[access_log_middleware],
+        plugins=[DecimalSchemaPlugin()],
         request_max_body_size=MAX_BODY_BYTES,
         logging_config=None,
         openapi_config=OpenAPIConfig(

@@ -10,7 +10,10 @@ from typing import Annotated, Any, TypeVar
 
 import msgspec
 from litestar import Response
+from litestar.openapi.spec import OpenAPIType, Schema
 from litestar.params import QueryParameter
+from litestar.plugins import OpenAPISchemaPlugin
+from litestar.typing import FieldDefinition
 from msgspec import Meta
 
 T = TypeVar("T")
@@ -61,6 +64,33 @@ def decimal_meta(rule: DecimalRule, description: str, example: str) -> Meta:
         f"{rule.places} after",
         examples=[example],
     )
+
+
+class DecimalSchemaPlugin(OpenAPISchemaPlugin):
+    """Documents a decimal field as what it accepts, a JSON number or a decimal string (Litestar alone
+    would say string)."""
+
+    @staticmethod
+    def is_plugin_supported_type(value: Any) -> bool:
+        return False
+
+    def is_plugin_supported_field(self, field_definition: FieldDefinition) -> bool:
+        return _rule_in_metadata(field_definition.metadata) is not None
+
+    def to_openapi_schema(self, field_definition: FieldDefinition, schema_creator: Any) -> Schema:
+        rule = _rule_in_metadata(field_definition.metadata)
+        assert rule is not None
+        pattern = rf"^[0-9]{{1,{rule.integer_digits}}}(\.[0-9]{{1,{rule.places}}})?$"
+        return Schema(
+            one_of=[
+                Schema(type=OpenAPIType.STRING, pattern=pattern),
+                Schema(type=OpenAPIType.NUMBER, minimum=0, exclusive_maximum=10**rule.integer_digits),
+            ]
+        )
+
+
+def _rule_in_metadata(metadata: Any) -> DecimalRule | None:
+    return next((m for m in metadata or () if isinstance(m, DecimalRule)), None)
 
 
 PRICE_RULE = DecimalRule(integer_digits=15)
