@@ -66,6 +66,9 @@ class AuthenticateMiner:
             miner_id = await self._lookup.miner_of_live_token(token_hash)
             if miner_id is None:
                 if key_hash is not None and (stored := await self._lookup.miners_with_api_key(key_hash)):
+                    for stored_id in stored:
+                        # Loaded before caching: a miner new to the directory empties the key cache.
+                        await self._load(stored_id)
                     # Only hits are cached: random tokens must not grow the cache.
                     self._directory.remember_api_key(key_hash, tuple(stored))
                     return await self._by_api_key(key_hash, tuple(stored))
