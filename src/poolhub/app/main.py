@@ -12,6 +12,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
+from poolhub.app.http.aliases import alias_of
 from poolhub.app.http.controllers.billing import BillingController
 from poolhub.app.http.controllers.match import MatchController
 from poolhub.app.http.controllers.miners import MinerController, heartbeat_socket
@@ -19,6 +20,7 @@ from poolhub.app.http.controllers.observability import ObservabilityController
 from poolhub.app.http.controllers.sla import SlaController
 from poolhub.app.http.errors import EXCEPTION_HANDLERS
 from poolhub.app.http.middleware import access_log_middleware
+from poolhub.app.http.schemas.common import DecimalSchemaPlugin
 from poolhub.app.ioc.container import make_container
 from poolhub.app.runtime.background import Background
 from poolhub.app.runtime.billing_jobs import billing_jobs
@@ -73,10 +75,15 @@ def create_app(settings: Settings, container: AsyncContainer | None = None) -> L
             MatchController,
             SlaController,
             BillingController,
+            # The AITBC network's clients: GET /health, GET /metrics and /v1/sla/… (same roles).
+            alias_of(ObservabilityController, "/"),
+            alias_of(SlaController, "/v1/sla"),
+            alias_of(BillingController, "/v1/sla/billing"),
         ],
         lifespan=[lifespan, sla_penalty_lifespan(container)],
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=[access_log_middleware],
+        plugins=[DecimalSchemaPlugin()],
         request_max_body_size=MAX_BODY_BYTES,
         logging_config=None,
         openapi_config=OpenAPIConfig(

@@ -162,14 +162,51 @@ _VARS = (
 ENV_NAMES = tuple(var.env for var in _VARS)
 
 
+def _asyncpg_dsn(text: str) -> str:
+    """A plain libpq DSN (what the AITBC env file holds) as the SQLAlchemy URL of the asyncpg driver."""
+    value = text.strip()
+    for plain in ("postgresql://", "postgres://"):
+        if value.startswith(plain):
+            return "postgresql+asyncpg://" + value.removeprefix(plain)
+    return value
+
+
+# The names the AITBC network's deployment uses; read only when the canonical name is unset.
+ALIASES: tuple[tuple[str, str, Callable[[str], str]], ...] = (
+    ("POOLHUB_COORDINATOR_SHARED_SECRET", "COORDINATOR_SHARED_SECRET", str.strip),
+    ("POOLHUB_COORDINATOR_BILLING_URL", "COORDINATOR_BILLING_URL", str.strip),
+    ("POOLHUB_COORDINATOR_API_KEY", "COORDINATOR_API_KEY", str.strip),
+    ("POOLHUB_POSTGRES_DSN", "DATABASE_URL", _asyncpg_dsn),
+)
+
+
+def _apply_aliases(values: dict[str, str]) -> list[str]:
+    """Fill each unset canonical name from its alias; a problem per name set both ways to different values."""
+    problems: list[str] = []
+    for alias, canonical, convert in ALIASES:
+        raw = values.get(alias)
+        if raw is None or not raw.strip():
+            continue
+        value = convert(raw)
+        current = values.get(canonical)
+        if current is None or not current.strip():
+            values[canonical] = value
+        elif convert(current) != value:
+            problems.append(f"{canonical} and its alias {alias} are both set, to different values: keep one")
+    return problems
+
+
 def load_settings(environ: Mapping[str, str] | None = None, env_file: Path | None = Path(".env")) -> Settings:
-    """Read the process environment over `.env` (the environment wins). Raises SettingsError."""
+    """Read the process environment over `.env` (the environment wins). Raises SettingsError.
+
+    The AITBC names (ALIASES) stand in for unset canonical names; both set and different is an error.
+    """
     values: dict[str, str] = {}
     if env_file is not None and env_file.is_file():
         values.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
     values.update(os.environ if environ is None else environ)
     parsed: dict[str, Any] = {}
-    problems: list[str] = []
+    problems = _apply_aliases(values)
     for var in _VARS:
         raw = values.get(var.env)
         if raw is None or (raw.strip() == "" and var.parse is not _text):

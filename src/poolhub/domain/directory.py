@@ -24,6 +24,7 @@ class MinerDirectory:
         self.index = MinerIndex()
         self._miners: dict[str, Miner] = {}
         self._tokens: dict[str, str] = {}
+        self._api_keys: dict[str, tuple[str, ...]] = {}
         self._pending: dict[str, MinerStatus] = {}
         self._penalties: dict[str, float] = {}
 
@@ -38,6 +39,9 @@ class MinerDirectory:
 
     def put(self, miner: Miner, now: datetime) -> None:
         """Store a miner as written by this process (it is at least as new as anything cached)."""
+        if miner.miner_id not in self._miners:
+            # Only a new miner can share an API key with a cached one (a miner's key never changes).
+            self._api_keys.clear()
         self._miners[miner.miner_id] = miner
         self.index.upsert(self._indexed(miner, now))
 
@@ -119,6 +123,15 @@ class MinerDirectory:
 
     def miner_for_token(self, token_hash: str) -> str | None:
         return self._tokens.get(token_hash)
+
+    # API keys (beats of miners that keep no session) --------------------------------------------
+
+    def remember_api_key(self, key_hash: str, miner_ids: tuple[str, ...]) -> None:
+        self._api_keys[key_hash] = miner_ids
+
+    def miners_for_api_key(self, key_hash: str) -> tuple[str, ...] | None:
+        """The miners registered with this key hash as last looked up, or None when not cached."""
+        return self._api_keys.get(key_hash)
 
     # Trust and penalties ------------------------------------------------------------------------
 

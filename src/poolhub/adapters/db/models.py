@@ -17,7 +17,8 @@ class MinerRow(DefaultBase):
     __tablename__ = "miners"
 
     miner_id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    api_key_hash: Mapped[str] = mapped_column(String(64))
+    # Indexed: miners that keep no session (AITBC) beat with their API key, found by its hash.
+    api_key_hash: Mapped[str] = mapped_column(String(64), index=True)
     addr: Mapped[str] = mapped_column(String(256))
     proto: Mapped[str] = mapped_column(String(32))
     gpu_name: Mapped[str | None] = mapped_column(String(128), nullable=True)
@@ -56,6 +57,7 @@ class MinerStatusRow(DefaultBase):
     avg_latency_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
     temp_c: Mapped[float | None] = mapped_column(Float, nullable=True)
     mem_free_gb: Mapped[float | None] = mapped_column(Float, nullable=True)
+    gpu_utilization_pct: Mapped[float | None] = mapped_column(Float, nullable=True)
     # Which process wrote the row last: a process's refresh skips its own batched writes.
     written_by: Mapped[str] = mapped_column(String(36))
     updated_at: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True), index=True)

@@ -134,6 +134,7 @@ def _to_miner(row: MinerRow, status: MinerStatusRow) -> Miner:
             avg_latency_ms=status.avg_latency_ms,
             temp_c=status.temp_c,
             mem_free_gb=status.mem_free_gb,
+            gpu_utilization_pct=status.gpu_utilization_pct,
         ),
         registered_at=row.registered_at,
         trust=Trust(row.trust_successes, row.trust_failures, row.trust_as_of),
@@ -158,6 +159,7 @@ def _status_values(status: MinerStatus, lease: LeasePolicy, now: datetime) -> di
         "avg_latency_ms": status.avg_latency_ms,
         "temp_c": status.temp_c,
         "mem_free_gb": status.mem_free_gb,
+        "gpu_utilization_pct": status.gpu_utilization_pct,
         "written_by": PROCESS_ID,
         "updated_at": now,
     }
@@ -461,6 +463,13 @@ class SqlTokenLookup(TokenLookup):
     async def miner_of_live_token(self, token_hash: str) -> str | None:
         async with self._sessions() as session:
             return await SqlSessionRepository(session).find_live(token_hash)
+
+    async def miners_with_api_key(self, key_hash: str) -> list[str]:
+        async with self._sessions() as session:
+            result = await session.execute(
+                select(MinerRow.miner_id).where(MinerRow.api_key_hash == key_hash).limit(2)
+            )
+            return list(result.scalars())
 
     async def miner(self, miner_id: str) -> Miner | None:
         async with self._sessions() as session:

@@ -65,6 +65,9 @@ class TokenLookup(Protocol):
     async def miner_of_live_token(self, token_hash: str) -> str | None:
         """The miner id of a token that is not revoked (expiry is judged by the caller)."""
 
+    async def miners_with_api_key(self, key_hash: str) -> list[str]:
+        """The ids of the miners registered with this API-key hash (at most two: enough to see a clash)."""
+
     async def miner(self, miner_id: str) -> Miner | None: ...
 
 

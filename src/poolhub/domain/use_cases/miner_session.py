@@ -28,6 +28,9 @@ class Beat:
     avg_latency_ms: float | None = None
     temp_c: float | None = None
     mem_free_gb: float | None = None
+    busy: bool | None = None
+    current_jobs: tuple[str, ...] | None = None
+    gpu_utilization_pct: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,20 +76,23 @@ class ApplyBeat:
                 avg_latency_ms=beat.avg_latency_ms,
                 temp_c=beat.temp_c,
                 mem_free_gb=beat.mem_free_gb,
+                busy=beat.busy,
+                current_jobs=beat.current_jobs,
+                gpu_utilization_pct=beat.gpu_utilization_pct,
             ),
         )
         return self._directory.lease.lease_expires_at(updated.status)
 
 
 class RecordHeartbeat:
-    """Authenticate and apply a beat in memory; the flusher saves it within a second."""
+    """Authenticate (session token or API key) and apply a beat in memory; flushed within a second."""
 
     def __init__(self, authenticate: AuthenticateMiner, apply_beat: ApplyBeat) -> None:
         self._authenticate = authenticate
         self._apply_beat = apply_beat
 
     async def execute(self, token: str | None, beat: Beat) -> datetime:
-        auth = await self._authenticate.execute(token)
+        auth = await self._authenticate.execute(token, allow_api_key=True)
         return self._apply_beat.apply(auth.miner.miner_id, beat)
 
 
@@ -108,7 +114,7 @@ class UpdateMinerStatus:
         self._clock = clock
 
     async def execute(self, token: str | None, update: StatusUpdate) -> datetime:
-        auth = await self._authenticate.execute(token)
+        auth = await self._authenticate.execute(token, allow_api_key=True)
         now = self._clock.now()
         miner_id = auth.miner.miner_id
         price = update.price_token_per_ksec

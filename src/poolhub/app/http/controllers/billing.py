@@ -213,8 +213,8 @@ class BillingController(Controller):
             ManualUsage(
                 tenant_id=data.tenant_id,
                 resource_type=data.resource_type,
-                quantity=Decimal(data.quantity),
-                unit_price=Decimal(data.unit_price) if data.unit_price is not None else None,
+                quantity=data.quantity,
+                unit_price=data.unit_price,
                 job_id=data.job_id,
                 metadata=data.metadata,
                 request_key=idempotency_key,

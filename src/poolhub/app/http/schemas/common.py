@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Annotated, TypeVar
+import functools
+import typing
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Annotated, Any, TypeVar
 
 import msgspec
 from litestar import Response
+from litestar.openapi.spec import OpenAPIType, Schema
 from litestar.params import QueryParameter
+from litestar.plugins import OpenAPISchemaPlugin
+from litestar.typing import FieldDefinition
 from msgspec import Meta
 
 T = TypeVar("T")
@@ -20,15 +27,74 @@ Id = Annotated[
         description="1-64 characters of [A-Za-z0-9._:-]",
     ),
 ]
-DecimalText = Annotated[
-    str,
-    Meta(
-        max_length=32,
-        pattern=r"^[0-9]{1,15}(\.[0-9]{1,12})?$",
-        description='a non-negative decimal number as a string, e.g. "0.75"',
-        examples=["0.75"],
-    ),
-]
+
+
+@dataclass(frozen=True, slots=True)
+class DecimalRule:
+    """Bounds of a decimal input, checked after decoding (msgspec has no numeric constraints on Decimal)."""
+
+    integer_digits: int
+    places: int = 12
+
+    def check(self, name: str, value: Decimal) -> Decimal:
+        """The value in plain notation (no exponent, no negative zero); ValueError naming the field."""
+        if not value.is_finite():
+            raise ValueError(f"`{name}` must be a finite decimal number")
+        if value < 0:
+            raise ValueError(f"`{name}` must be >= 0")
+        exponent = value.as_tuple().exponent
+        assert isinstance(exponent, int)
+        if -exponent > self.places:
+            raise ValueError(f"`{name}` has more than {self.places} decimal places")
+        if value >= Decimal(10) ** self.integer_digits:
+            raise ValueError(f"`{name}` must be below 1e{self.integer_digits}")
+        plain = value.quantize(Decimal(1)) if exponent > 0 else value
+        return plain.copy_abs()
+
+
+def decimal_meta(rule: DecimalRule, description: str, example: str) -> Meta:
+    """How a decimal field reads in the schema: a JSON number or a decimal string, decoded exactly.
+
+    Use it as `Annotated[Decimal, decimal_meta(rule, …), rule]`; `Base.__post_init__` checks the rule.
+    Answers always carry decimals as strings.
+    """
+    return Meta(
+        description=f'{description}: a JSON number or a decimal string (e.g. "{example}"), decoded exactly '
+        f"(never through a float); >= 0, at most {rule.integer_digits} digits before the point and "
+        f"{rule.places} after",
+        examples=[example],
+    )
+
+
+class DecimalSchemaPlugin(OpenAPISchemaPlugin):
+    """Documents a decimal field as what it accepts, a JSON number or a decimal string (Litestar alone
+    would say string)."""
+
+    @staticmethod
+    def is_plugin_supported_type(value: Any) -> bool:
+        return False
+
+    def is_plugin_supported_field(self, field_definition: FieldDefinition) -> bool:
+        return _rule_in_metadata(field_definition.metadata) is not None
+
+    def to_openapi_schema(self, field_definition: FieldDefinition, schema_creator: Any) -> Schema:
+        rule = _rule_in_metadata(field_definition.metadata)
+        assert rule is not None
+        pattern = rf"^[0-9]{{1,{rule.integer_digits}}}(\.[0-9]{{1,{rule.places}}})?$"
+        return Schema(
+            one_of=[
+                Schema(type=OpenAPIType.STRING, pattern=pattern),
+                Schema(type=OpenAPIType.NUMBER, minimum=0, exclusive_maximum=10**rule.integer_digits),
+            ]
+        )
+
+
+def _rule_in_metadata(metadata: Any) -> DecimalRule | None:
+    return next((m for m in metadata or () if isinstance(m, DecimalRule)), None)
+
+
+PRICE_RULE = DecimalRule(integer_digits=15)
+Price = Annotated[Decimal, decimal_meta(PRICE_RULE, "a non-negative price", "0.75"), PRICE_RULE]
 Item = Annotated[str, Meta(min_length=1, max_length=128)]
 Items = Annotated[list[Item], Meta(max_length=64, description="at most 64 items of at most 128 characters")]
 Count = Annotated[int, Meta(ge=0, le=1_000_000)]
@@ -43,7 +109,30 @@ Limit = Annotated[int, QueryParameter(ge=1, le=500, description="page size (1-50
 
 
 class Base(msgspec.Struct, forbid_unknown_fields=False, omit_defaults=False):
-    pass
+    def __post_init__(self) -> None:
+        # msgspec turns a ValueError raised here into a 400 naming the rule that failed.
+        for name, rule in _decimal_rules(type(self)):
+            value = getattr(self, name)
+            if value is not None:
+                setattr(self, name, rule.check(name, value))
+
+
+@functools.cache
+def _decimal_rules(cls: type[Base]) -> tuple[tuple[str, DecimalRule], ...]:
+    hints = typing.get_type_hints(cls, include_extras=True)
+    found = ((name, _rule_in(hint)) for name, hint in hints.items())
+    return tuple((name, rule) for name, rule in found if rule is not None)
+
+
+def _rule_in(hint: Any) -> DecimalRule | None:
+    for meta in getattr(hint, "__metadata__", ()):
+        if isinstance(meta, DecimalRule):
+            return meta
+    for arg in typing.get_args(hint):
+        rule = _rule_in(arg)
+        if rule is not None:
+            return rule
+    return None
 
 
 class Problem(Base, kw_only=True):

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
-from poolhub.app.http.schemas.common import Base, DecimalText, Id, Items, Millis, Size
+from poolhub.app.http.schemas.common import Base, Id, Items, Millis, Price, Size
 
 TopK = Annotated[int, Meta(ge=1, le=50, description="how many candidates to return, 1-50")]
 
@@ -23,7 +23,7 @@ class MatchRequirements(Base, kw_only=True):
 
 class MatchHints(Base, kw_only=True):
     region: Annotated[str, Meta(min_length=1, max_length=64)] | None = None
-    max_price: DecimalText | None = None
+    max_price: Price | None = None
     deadline_ms: Millis | None = None
 
 
