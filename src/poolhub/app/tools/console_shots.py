@@ -161,6 +161,8 @@ async def sign_in(page: Page, url: str, token: str) -> None:
 
 async def capture(pool_url: str, token: str, out: Path) -> list[Path]:
     """Sign in and save one screenshot per page (and the overview at phone width) into `out`."""
+    from playwright.async_api import expect
+
     await asyncio.to_thread(out.mkdir, parents=True, exist_ok=True)
     playwright, browser = await launch_chromium()
     shots: list[Path] = []
@@ -178,7 +180,7 @@ async def capture(pool_url: str, token: str, out: Path) -> list[Path]:
 
         await shot("overview", "/overview", "#overview .card")
         # The match rate needs two looks at the counters; the page takes the second within 1.2 s.
-        await page.wait_for_function("document.querySelector('#ov-rate').textContent !== '…'")
+        await expect(page.locator("#ov-rate")).not_to_have_text("…")
         await page.screenshot(path=str(out / "overview.png"), full_page=True)
         await shot("miners", "/miners?sort=trust&order=desc", "#miner-filters")
         first = await page.get_attribute("#view tbody a", "href")
