@@ -159,11 +159,33 @@ async def sign_in(page: Page, url: str, token: str) -> None:
     await page.wait_for_selector("#overview .card")
 
 
-async def capture(pool_url: str, token: str, out: Path) -> list[Path]:
+async def _billing_with_every_state(pool: DemoPool) -> None:
+    """A line the coordinator refuses for good (its type is unknown there), so the billing page shows
+    pending, synced and rejected amounts once "Sync now" ran."""
+    async with httpx.AsyncClient(timeout=30) as client:
+        control = await client.post(
+            f"{pool.stub_url}/_stub/control", json={"reject_resource_types": ["storage_gb_hours"]}
+        )
+        control.raise_for_status()
+        recorded = await client.post(
+            f"{pool.url}/sla/billing/usage/record",
+            json={
+                "tenant_id": "tenant-2",
+                "resource_type": "storage_gb_hours",
+                "quantity": "120",
+                "unit_price": "0.002",
+            },
+            headers={"Authorization": f"Bearer {pool.admin_token}"},
+        )
+        recorded.raise_for_status()
+
+
+async def capture(pool: DemoPool, out: Path) -> list[Path]:
     """Sign in and save one screenshot per page (and the overview at phone width) into `out`."""
     from playwright.async_api import expect
 
     await asyncio.to_thread(out.mkdir, parents=True, exist_ok=True)
+    pool_url, token = pool.url, pool.admin_token
     playwright, browser = await launch_chromium()
     shots: list[Path] = []
     try:
@@ -193,7 +215,14 @@ async def capture(pool_url: str, token: str, out: Path) -> list[Path]:
         await page.screenshot(path=str(path), full_page=True)
         await shot("capacity", "/capacity", "#capacity-chart .uplot")
         await shot("violations", "/violations", "#violation-filters")
+        await _billing_with_every_state(pool)
         await shot("billing", "/billing?hours=24", "#sync-now")
+        await page.click("#sync-now")
+        await page.wait_for_selector("text=Last action from this tab")
+        await page.wait_for_timeout(2500)  # the pool keeps working: let some new usage be pending
+        await page.goto(f"{pool_url}/console#/billing?hours=1")
+        await page.wait_for_selector("#sync-now")
+        await page.screenshot(path=str(out / "billing.png"), full_page=True)
 
         phone = await browser.new_page(viewport=PHONE, device_scale_factor=2)
         await sign_in(phone, pool_url, token)
@@ -211,7 +240,7 @@ async def _console_shots(args: argparse.Namespace) -> None:
     try:
         console.print(f"starting a demo pool (logs in {workdir}) …")
         async with demo_pool(workdir, miners=args.miners, warmup=args.warmup) as pool:
-            shots = await capture(pool.url, pool.admin_token, Path(args.out))
+            shots = await capture(pool, Path(args.out))
         for path in shots:
             console.print(f"wrote {path}")
     finally:

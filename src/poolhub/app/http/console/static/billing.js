@@ -38,7 +38,7 @@ PH.pages.billing = async (view, args, query) => {
     try {
       const r = (await PH.api("/sla/billing/sync", { method: "POST", body: {} })).body;
       const parts = [`Sent ${f.int(r.records_sent)} lines`, `${f.int(r.records_failed)} failed (kept pending)`, `${f.int(r.records_rejected)} rejected`, `${f.int(r.records_pending)} still pending`];
-      sessionStorage.setItem("poolhub.lastSync", `${new Date().toISOString()} — ${parts.join(", ")}.`);
+      sessionStorage.setItem("poolhub.lastSync", `${nowUtc()}: ${parts.join(", ")}.`);
       if (r.billing_blocked) sessionStorage.setItem("poolhub.blocked", r.billing_blocked);
       else sessionStorage.removeItem("poolhub.blocked");
       await PH.render();
@@ -54,7 +54,7 @@ PH.pages.billing = async (view, args, query) => {
       requeue.disabled = true;
       try {
         const r = (await PH.api("/sla/billing/requeue", { method: "POST", body: tenant ? { tenant_id: tenant } : {} })).body;
-        sessionStorage.setItem("poolhub.lastSync", `${new Date().toISOString()} — ${f.int(r.records_requeued)} rejected lines back to pending.`);
+        sessionStorage.setItem("poolhub.lastSync", `${nowUtc()}: ${f.int(r.records_requeued)} rejected lines back to pending.`);
         await PH.render();
       } catch (err) {
         status.replaceChildren(PH.message(`Requeue failed: ${err.message}`, "bad"));
@@ -97,7 +97,7 @@ PH.pages.billing = async (view, args, query) => {
       [
         { label: "tenant", cell: (l) => l.tenant_id },
         { label: "resource", cell: (l) => l.resource_type.replaceAll("_", " ") },
-        { label: "quantity", num: true, cell: (l) => `${f.num(l.quantity, 4)} ${l.unit}` },
+        { label: "quantity", num: true, cell: (l) => `${f.qty(l.quantity)} ${l.unit}` },
         { label: "amount", num: true, cell: (l) => f.money(l.amount, l.currency) },
         { label: "pending", num: true, cell: (l) => f.money(l.pending_amount, l.currency) },
         { label: "synced", num: true, cell: (l) => f.money(l.synced_amount, l.currency) },
@@ -111,10 +111,31 @@ PH.pages.billing = async (view, args, query) => {
   );
 };
 
+const nowUtc = () => `${new Date().toISOString().slice(11, 19)} UTC`;
+
 function lineState(l) {
   if (Number(l.rejected_quantity)) return PH.badge("has rejected", "bad");
   if (Number(l.pending_quantity)) return PH.badge("pending", "warn");
   return PH.badge("synced", "ok");
+}
+
+// The coordinator's answer is its own shape: show it as readable text, whatever it holds.
+function plain(value) {
+  if (value === null || value === undefined) return "—";
+  if (typeof value === "string" && /^\d{4}-\d\d-\d\dT\d\d:\d\d/.test(value)) return PH.fmt.time(value);
+  if (Array.isArray(value)) return value.length ? value.map(plain).join("; ") : "none";
+  if (typeof value === "object") return Object.entries(value).map(([k, v]) => `${k.replaceAll("_", " ")}: ${plain(v)}`).join(", ");
+  return String(value);
+}
+
+// A list of objects (the coordinator's per-tenant lines) reads best as a table of its first object's keys.
+function rows(value) {
+  if (!Array.isArray(value) || !value.length || typeof value[0] !== "object" || value[0] === null) return null;
+  const keys = Object.keys(value[0]);
+  return PH.table(
+    keys.map((k) => ({ label: k.replaceAll("_", " "), cell: (r) => plain(r[k]) })),
+    value,
+  );
 }
 
 function coordinatorSection(coordinator) {
@@ -124,7 +145,7 @@ function coordinatorSection(coordinator) {
     : h(
         "dl",
         { class: "facts", id: "coordinator-metrics" },
-        ...Object.entries(coordinator).flatMap(([k, v]) => [h("dt", {}, k.replaceAll("_", " ")), h("dd", {}, typeof v === "object" && v !== null ? JSON.stringify(v) : String(v))]),
+        ...Object.entries(coordinator).flatMap(([k, v]) => [h("dt", {}, k.replaceAll("_", " ")), h("dd", {}, rows(v) || plain(v))]),
       );
   return h("section", { class: "card" }, h("h2", {}, "The coordinator's own billing metrics"), content);
 }

@@ -77,12 +77,12 @@ PH.fmt = {
       ? "—"
       : Number(n).toLocaleString("en-US", { minimumFractionDigits: digits, maximumFractionDigits: digits }),
   pct: (n, digits = 1) => (n === null || n === undefined ? "—" : `${PH.fmt.num(n, digits)} %`),
-  money: (s, currency = "USD") => {
-    if (s === null || s === undefined) return "—";
-    const v = Number(s);
-    const digits = v !== 0 && Math.abs(v) < 0.01 ? 6 : 2;
-    return `${v.toLocaleString("en-US", { minimumFractionDigits: digits, maximumFractionDigits: digits })} ${currency}`;
-  },
+  // Four decimals everywhere: usage is billed in small amounts, and one precision keeps columns comparable.
+  money: (s, currency = "USD") =>
+    s === null || s === undefined
+      ? "—"
+      : `${Number(s).toLocaleString("en-US", { minimumFractionDigits: 4, maximumFractionDigits: 4 })} ${currency}`,
+  qty: (s) => (s === null || s === undefined ? "—" : Number(s).toLocaleString("en-US", { maximumFractionDigits: 4 })),
   time: (iso) => {
     if (!iso) return "—";
     const d = new Date(iso);
