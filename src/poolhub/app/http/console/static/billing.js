@@ -9,9 +9,10 @@ PH.pages.billing = async (view, args, query) => {
   const tenant = query.get("tenant_id") || "";
   const params = new URLSearchParams({ hours: String(hours) });
   if (tenant) params.set("tenant_id", tenant);
-  const [summary, usage] = await Promise.all([
+  const [summary, usage, sla] = await Promise.all([
     PH.api(`/console/api/billing?${params}`),
     PH.api(`/sla/billing/usage?${params}`),
+    PH.api("/sla/status"),
   ]);
   const s = summary.body;
 
@@ -39,8 +40,6 @@ PH.pages.billing = async (view, args, query) => {
       const r = (await PH.api("/sla/billing/sync", { method: "POST", body: {} })).body;
       const parts = [`Sent ${f.int(r.records_sent)} lines`, `${f.int(r.records_failed)} failed (kept pending)`, `${f.int(r.records_rejected)} rejected`, `${f.int(r.records_pending)} still pending`];
       sessionStorage.setItem("poolhub.lastSync", `${nowUtc()}: ${parts.join(", ")}.`);
-      if (r.billing_blocked) sessionStorage.setItem("poolhub.blocked", r.billing_blocked);
-      else sessionStorage.removeItem("poolhub.blocked");
       await PH.render();
     } catch (err) {
       status.replaceChildren(PH.message(`Sync failed: ${err.message}`, "bad"));
@@ -65,8 +64,10 @@ PH.pages.billing = async (view, args, query) => {
   }
   const last = sessionStorage.getItem("poolhub.lastSync");
   if (last) status.append(PH.message(`Last action from this tab: ${last}`, "ok"));
-  const blocked = sessionStorage.getItem("poolhub.blocked");
+  // Builds that report it say whether delivery is blocked by the coordinator's configuration.
+  const blocked = sla.body.billing_blocked;
   if (blocked) status.append(PH.message(`Billing is blocked: ${blocked}`, "bad"));
+  else if (blocked === null) status.append(h("p", { id: "billing-blocked" }, PH.badge("delivery not blocked", "ok")));
 
   const totals = s.totals.length ? s.totals : [{ currency: "USD", pending_amount: "0", synced_amount: "0", rejected_amount: "0" }];
   view.append(

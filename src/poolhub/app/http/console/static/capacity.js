@@ -54,7 +54,9 @@ PH.pages.capacity = async (view, args, query) => {
 
   const history = [...snapshots.body].reverse();
   if (!history.length && fc.method === "none") {
-    box.append(h("p", { class: "empty" }, "No capacity history yet: snapshots are taken at each SLA collection (POST /sla/metrics/collect), or load three weeks of synthetic ones with `poolhub seed-capacity --days 21`."));
+    box.append(
+      h("p", { class: "empty" }, "No capacity history yet: snapshots are taken at each SLA collection (", h("code", {}, "POST /sla/metrics/collect"), "), or load three weeks of synthetic ones with ", h("code", {}, "poolhub seed-capacity --days 21"), "."),
+    );
   } else {
     const xs = [];
     const measured = [];

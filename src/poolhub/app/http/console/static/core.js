@@ -134,6 +134,7 @@ PH.table = (columns, rows, { caption, empty } = {}) => {
 };
 
 PH.pager = (offset, limit, total, go) => {
+  if (!total) return document.createDocumentFragment();
   const from = total ? offset + 1 : 0;
   const to = Math.min(offset + limit, total);
   return h(

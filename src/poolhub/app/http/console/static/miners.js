@@ -39,7 +39,7 @@ PH.pages.miners = async (view, args, query) => {
   const filtered = [...params.keys()].some((k) => !["limit", "sort", "order", "offset"].includes(k));
   const empty = filtered
     ? "No miner matches these filters: widen them or clear the search."
-    : "No miners yet: start some with `poolhub simulate --url http://127.0.0.1:8210 --miners 20` (or `make demo`).";
+    : ["No miners yet: start some with ", h("code", {}, "poolhub simulate --url http://127.0.0.1:8210 --miners 20"), " (or ", h("code", {}, "make demo"), ")."];
   view.append(
     h("div", { class: "page-head" }, h("h1", {}, "Miners"), h("p", { class: "updated", id: "miners-total" }, `${f.int(body.total)} miners match`)),
     form,
