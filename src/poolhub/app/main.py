@@ -13,6 +13,8 @@ from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
 from poolhub.app.http.aliases import alias_of
+
+from poolhub.app.http.console.controller import console_router
 from poolhub.app.http.controllers.billing import BillingController
 from poolhub.app.http.controllers.match import MatchController
 from poolhub.app.http.controllers.miners import MinerController, heartbeat_socket
@@ -79,6 +81,7 @@ def create_app(settings: Settings, container: AsyncContainer | None = None) -> L
             alias_of(ObservabilityController, "/"),
             alias_of(SlaController, "/v1/sla"),
             alias_of(BillingController, "/v1/sla/billing"),
+            console_router(),
         ],
         lifespan=[lifespan, sla_penalty_lifespan(container)],
         exception_handlers=EXCEPTION_HANDLERS,

@@ -367,7 +367,14 @@ class SqlSlaRepository(SlaRepository):
         return resolved
 
     async def violations(
-        self, *, miner_id: str | None, resolved: bool, offset: int, limit: int
+        self,
+        *,
+        miner_id: str | None,
+        resolved: bool,
+        offset: int,
+        limit: int,
+        violation_type: str | None = None,
+        severity: str | None = None,
     ) -> tuple[list[StoredViolation], int]:
         query = select(SlaViolationRow)
         query = query.where(
@@ -375,6 +382,10 @@ class SqlSlaRepository(SlaRepository):
         )
         if miner_id is not None:
             query = query.where(SlaViolationRow.miner_id == miner_id)
+        if violation_type is not None:
+            query = query.where(SlaViolationRow.violation_type == violation_type)
+        if severity is not None:
+            query = query.where(SlaViolationRow.severity == severity)
         rows, total = await page_of(
             self._session,
             query,

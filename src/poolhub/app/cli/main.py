@@ -118,6 +118,12 @@ def _register_demo(commands: argparse._SubParsersAction[argparse.ArgumentParser]
     register(commands)
 
 
+def _register_console_shots(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from poolhub.app.tools.console_shots import register
+
+    register(commands)
+
+
 # Later subcommands register themselves here; each imports its module only when the CLI builds.
 EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]] = [
     _register_bench,
@@ -125,6 +131,7 @@ EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParse
     _register_sla_tools,
     _register_billing,
     _register_demo,
+    _register_console_shots,
 ]
 
 

@@ -89,7 +89,8 @@ class Simulation:
             tasks.append(asyncio.create_task(self._coordinate()))
             if self.config.progress:
                 tasks.append(asyncio.create_task(self._report_progress()))
-            await asyncio.sleep(self.config.duration)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), self.config.duration)
             self._stop.set()
             await asyncio.gather(*tasks, return_exceptions=True)
             if self._job_tasks:
@@ -99,6 +100,10 @@ class Simulation:
         if self.config.progress:
             print(file=sys.stderr)
         return self.stats
+
+    def stop(self) -> None:
+        """End a run early (the console screenshots keep a pool working until they are taken)."""
+        self._stop.set()
 
     async def _register_all(self) -> None:
         profiles = miner_profiles(self.config.miners, self.config.seed, flaky_share=self.config.flaky_share)

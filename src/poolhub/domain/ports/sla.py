@@ -126,9 +126,17 @@ class SlaRepository(Protocol):
         """Close these violations (id, resolved_at, duration_sec) if still open; returns how many closed."""
 
     async def violations(
-        self, *, miner_id: str | None, resolved: bool, offset: int, limit: int
+        self,
+        *,
+        miner_id: str | None,
+        resolved: bool,
+        offset: int,
+        limit: int,
+        violation_type: str | None = None,
+        severity: str | None = None,
     ) -> tuple[list[StoredViolation], int]:
-        """Open (resolved False) or resolved violations, newest first, with the total count."""
+        """Open (resolved False) or resolved violations, newest first, with the total count; optionally
+        only of one type or severity."""
 
 
 class CapacityRepository(Protocol):

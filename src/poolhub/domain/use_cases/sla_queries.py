@@ -68,10 +68,22 @@ class ListSlaViolations:
         self._sla = sla
 
     async def execute(
-        self, *, miner_id: str | None, resolved: bool, offset: int, limit: int
+        self,
+        *,
+        miner_id: str | None,
+        resolved: bool,
+        offset: int,
+        limit: int,
+        violation_type: str | None = None,
+        severity: str | None = None,
     ) -> Page[StoredViolation]:
         items, total = await self._sla.violations(
-            miner_id=miner_id, resolved=resolved, offset=offset, limit=limit
+            miner_id=miner_id,
+            resolved=resolved,
+            offset=offset,
+            limit=limit,
+            violation_type=violation_type,
+            severity=severity,
         )
         return Page(tuple(items), total)
 
