@@ -13,7 +13,6 @@ from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
 from poolhub.app.http.aliases import alias_of
-
 from poolhub.app.http.console.controller import console_router
 from poolhub.app.http.controllers.billing import BillingController
 from poolhub.app.http.controllers.match import MatchController
