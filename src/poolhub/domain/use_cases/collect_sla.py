@@ -143,9 +143,12 @@ class CollectSla:
         )
         resolved = await self._sla.resolve_violations(plan.to_resolve)
         await self._sla.prune_metrics(now - METRICS_RETENTION)
+        # Read before the commit: a read after it would open a transaction that lingers until the
+        # request ends (on SQLite holding the write lock).
+        open_keys = await self._sla.open_violation_keys()
         await self._uow.commit()
 
-        open_by_type = apply_open_violations(await self._sla.open_violation_keys(), self._directory)
+        open_by_type = apply_open_violations(open_keys, self._directory)
         return CollectionReport(
             miners_processed=len(facts),
             metrics_recorded=recorded,

@@ -139,3 +139,10 @@ class SlaStatusRead(Base):
     active_violations: int
     recent_metrics_count: Annotated[int, Meta(description="metrics recorded in the last hour")]
     timestamp: datetime
+    billing_blocked: Annotated[
+        str | None,
+        Meta(
+            description="why billing delivery is paused: the coordinator answered as a misconfigured "
+            "integration would (401, 403, 404, 3xx), e.g. 'coordinator answered 401 …'; null when it is not"
+        ),
+    ] = None
