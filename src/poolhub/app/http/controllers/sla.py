@@ -77,6 +77,7 @@ def _violation(violation: StoredViolation) -> SlaViolationRead:
         created_at=violation.created_at,
         resolved_at=violation.resolved_at,
         duration_sec=violation.duration_sec,
+        metadata=dict(violation.metadata),
     )
 
 

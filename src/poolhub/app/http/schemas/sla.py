@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 from msgspec import Meta
@@ -70,6 +70,13 @@ class SlaViolationRead(Base):
     created_at: datetime
     resolved_at: Annotated[datetime | None, Meta(description="null while open")]
     duration_sec: Annotated[float | None, Meta(description="resolved_at - created_at; null while open")]
+    metadata: Annotated[
+        dict[str, Any],
+        Meta(
+            description="why it was resolved when that was not a recovery: "
+            '{"resolved_reason": "no_samples", …} when its metric had no samples in the window; else {}'
+        ),
+    ] = msgspec.field(default_factory=dict)
 
 
 class CapacitySnapshotRead(Base):
