@@ -310,3 +310,33 @@ async def test_a_read_only_session_never_holds_the_write_lock(clean_db: str) -> 
                 await asyncio.wait_for(writer.commit(), timeout=2)
     finally:
         await engine.dispose()
+
+
+# --- the running hour in the usage report (#11.6) ---------------------------------------------------------
+
+
+async def test_the_running_hours_api_calls_show_as_pending_and_are_not_sent(
+    hub: Hub, stub: CoordinatorStubServer
+) -> None:
+    await register(hub.client, "m-1")
+    for number, tenant in enumerate(["acme", "acme", "acme", None]):
+        job: dict[str, Any] = {"job_id": f"job-{number}", "requirements": {}, "top_k": 1}
+        if tenant:
+            job["tenant_id"] = tenant
+        answer = await hub.client.post("/v1/match", json=job, headers=bearer(COORDINATOR))
+        assert answer.status_code == 200, answer.text
+    await hub.flush()  # the match records are written behind
+
+    totals = {(t["tenant_id"], t["resource_type"]): t for t in (await usage(hub))["totals"]}
+
+    acme = totals[("acme", "api_calls")]
+    assert (acme["quantity"], acme["pending_quantity"], acme["synced_quantity"]) == ("3", "3", "0")
+    assert (acme["unit"], acme["amount"], acme["miner_id"]) == ("calls", "0.00030000", None)
+    assert totals[("unattributed", "api_calls")]["pending_quantity"] == "1"
+    only_acme = (await usage(hub, tenant_id="acme"))["totals"]
+    assert [(t["tenant_id"], t["quantity"]) for t in only_acme] == [("acme", "3")]
+    assert (await usage(hub, miner_id="m-1"))["totals"] == []  # api_calls belong to no miner
+
+    assert (await sync(hub))["records_sent"] == 0  # the hour has not closed: nothing is billed yet
+    assert await ledger(hub) == []
+    assert stub.snapshot()["events"] == 0
