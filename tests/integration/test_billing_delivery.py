@@ -201,10 +201,8 @@ async def test_two_processes_syncing_at_once_send_each_line_exactly_once(
     await seed_ledger(clean_db, 240)
     stub.control(delay_ms=10)
     settings = billing_settings(clean_db, stub)
-    async with (
-        hub_with_overrides(settings, ShortTimeoutCoordinator()) as first,
-        hub_with_overrides(settings, ShortTimeoutCoordinator()) as second,
-    ):
+    # The configured 5 s client timeout: on a loaded machine 96 requests in flight must not time out.
+    async with hub_with_overrides(settings) as first, hub_with_overrides(settings) as second:
         answers = await asyncio.gather(sync(first), sync(second), sync(first))
 
         assert sum(a["records_sent"] for a in answers) == 240

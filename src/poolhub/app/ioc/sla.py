@@ -7,8 +7,9 @@ from dishka import Provider, Scope, provide
 from poolhub.adapters.db.capacity_repositories import SqlCapacityRepository
 from poolhub.adapters.db.retention_repository import SqlHistoryStore
 from poolhub.adapters.db.sla_repositories import SqlSlaRepository
+from poolhub.app.ioc.core import ReadSession
 from poolhub.app.settings import Settings
-from poolhub.domain.ports import CapacityRepository, SlaRepository
+from poolhub.domain.ports import BillingHealth, CapacityRepository, Clock, SlaRepository
 from poolhub.domain.ports.retention import HistoryStore
 from poolhub.domain.sla import SlaThresholds
 from poolhub.domain.use_cases.capacity_planning import (
@@ -64,9 +65,23 @@ class SlaProvider(Provider):
     planner = provide(CapacityPlanner, scope=Scope.REQUEST)
     collect = provide(CollectSla, scope=Scope.REQUEST)
     refresh_penalties = provide(RefreshSlaPenalties, scope=Scope.REQUEST)
-    list_metrics = provide(ListSlaMetrics, scope=Scope.REQUEST)
-    list_violations = provide(ListSlaViolations, scope=Scope.REQUEST)
-    list_snapshots = provide(ListCapacitySnapshots, scope=Scope.REQUEST)
-    status = provide(GetSlaStatus, scope=Scope.REQUEST)
+
+    # Pure reads go through the request's read-only session: on SQLite they never take the write lock.
+    @provide(scope=Scope.REQUEST)
+    def list_metrics(self, session: ReadSession, clock: Clock) -> ListSlaMetrics:
+        return ListSlaMetrics(SqlSlaRepository(session), clock)
+
+    @provide(scope=Scope.REQUEST)
+    def list_violations(self, session: ReadSession) -> ListSlaViolations:
+        return ListSlaViolations(SqlSlaRepository(session))
+
+    @provide(scope=Scope.REQUEST)
+    def list_snapshots(self, session: ReadSession, clock: Clock) -> ListCapacitySnapshots:
+        return ListCapacitySnapshots(SqlCapacityRepository(session), clock)
+
+    @provide(scope=Scope.REQUEST)
+    def status(self, session: ReadSession, clock: Clock, billing: BillingHealth) -> GetSlaStatus:
+        return GetSlaStatus(SqlSlaRepository(session), clock, billing)
+
     forecast = provide(ForecastCapacity, scope=Scope.REQUEST)
     recommend = provide(RecommendCapacity, scope=Scope.REQUEST)
