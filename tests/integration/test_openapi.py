@@ -28,6 +28,7 @@ CONTRACT = {
     "/sla/billing/sync": {"post"},
     "/sla/billing/usage/record": {"post"},
     "/sla/billing/invoice/generate": {"post"},
+    "/sla/billing/requeue": {"post"},
     "/sla/status": {"get"},
 }
 
@@ -53,6 +54,11 @@ async def test_the_schema_documents_the_fields_users_rely_on(hub: Hub) -> None:
     assert register["api_key"]["minLength"] == 16 and register["api_key"]["maxLength"] == 256
     assert "capacity_forecast" in text
     assert "miner_explanation" in text
+    # v1.1 billing: why delivery is blocked, on the sync answer and the status; the requeue shapes
+    assert "billing_blocked" in components["SyncResultRead"]["properties"]
+    assert "billing_blocked" in components["SlaStatusRead"]["properties"]
+    assert set(components["RequeueCreate"]["properties"]) == {"tenant_id", "resource_type", "since", "until"}
+    assert set(components["RequeueResultRead"]["properties"]) == {"records_requeued"}
 
 
 async def test_the_browsable_ui_is_served(hub: Hub) -> None:

@@ -13,6 +13,7 @@ import structlog
 
 from poolhub.adapters.http_transport import KeepAliveTransport
 from poolhub.domain.billing import (
+    BillingMisconfiguredError,
     BillingPermanentError,
     BillingRetryableError,
     SyncOutcome,
@@ -204,6 +205,8 @@ class CoordinatorBillingClient(BillingGateway):
         )
         if outcome is SyncOutcome.RETRY:
             raise BillingRetryableError(message, status_code=status)
+        if outcome is SyncOutcome.BLOCKED:
+            raise BillingMisconfiguredError(message, status_code=status, reason=reason)
         raise BillingPermanentError(message, status_code=status, reason=reason)
 
     @staticmethod

@@ -26,6 +26,7 @@ from poolhub.app.ioc.container import make_container
 from poolhub.app.runtime.background import Background
 from poolhub.app.runtime.billing_jobs import billing_jobs
 from poolhub.app.runtime.loop_monitor import LoopMonitor
+from poolhub.app.runtime.retention_jobs import retention_jobs
 from poolhub.app.runtime.schedulers import PeriodicJob, Scheduler
 from poolhub.app.runtime.sla_jobs import sla_jobs, sla_penalty_lifespan
 from poolhub.app.settings import Settings
@@ -46,6 +47,7 @@ def periodic_jobs(settings: Settings) -> list[PeriodicJob]:
     jobs: list[PeriodicJob] = []
     jobs.extend(sla_jobs(settings))
     jobs.extend(billing_jobs(settings))
+    jobs.extend(retention_jobs())
     return jobs
 
 

@@ -74,6 +74,11 @@ class Metrics:
             "Usage records the coordinator did not accept on a sync attempt",
             registry=self.registry,
         )
+        self.billing_sync_blocked = Gauge(
+            "poolhub_billing_sync_blocked",
+            "1 while the coordinator blocks billing delivery (it answered 401, 403, 404 or 3xx)",
+            registry=self.registry,
+        )
         self.billing_records_pending = Gauge(
             "poolhub_billing_records_pending",
             "Ledger records not yet delivered",

@@ -45,6 +45,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     billing_sync_interval_hours: float = 1.0
     billing_unit_prices: UnitPrices = UnitPrices.parse(DEFAULT_UNIT_PRICES)
     sla_collection_interval_seconds: float = 300.0
+    retention_days: int = 30
+    capacity_history_days: int = 90
     log_level: str = "INFO"
 
     def missing_secrets(self) -> list[str]:
@@ -155,6 +157,13 @@ _VARS = (
         "sla_collection_interval_seconds",
         _float(0, strict_low=True),
         "a number of seconds > 0",
+    ),
+    _Var("RETENTION_DAYS", "retention_days", _int(1, 36500), "a whole number of days from 1 to 36500"),
+    _Var(
+        "CAPACITY_HISTORY_DAYS",
+        "capacity_history_days",
+        _int(1, 36500),
+        "a whole number of days from 1 to 36500",
     ),
     _Var("LOG_LEVEL", "log_level", _log_level, "one of DEBUG, INFO, WARNING, ERROR"),
 )

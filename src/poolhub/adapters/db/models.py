@@ -159,6 +159,10 @@ class UsageRecordRow(BigIntBase):
     next_attempt_at: Mapped[datetime | None] = mapped_column(DateTimeUTC(timezone=True), nullable=True)
     last_error: Mapped[str | None] = mapped_column(String(1024), nullable=True)
     synced_at: Mapped[datetime | None] = mapped_column(DateTimeUTC(timezone=True), nullable=True)
+    # A sync run's claim on a pending line, committed before it is sent: no other run sends it until
+    # `claimed_until`, and a claimer that died loses it then.
+    claimed_by: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    claimed_until: Mapped[datetime | None] = mapped_column(DateTimeUTC(timezone=True), nullable=True)
 
 
 class SchedulerTickRow(DefaultBase):
@@ -170,3 +174,31 @@ class SchedulerTickRow(DefaultBase):
     tick_at: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True), primary_key=True)
     claimed_by: Mapped[str] = mapped_column(String(36))
     claimed_at: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True))
+    # NULL until the job ran to its end: a tick whose job crashed is run again.
+    finished_at: Mapped[datetime | None] = mapped_column(DateTimeUTC(timezone=True), nullable=True)
+
+
+class JobLeaseRow(DefaultBase):
+    """Who runs a periodic job right now (scheduled or by hand), until when; renewed while it runs."""
+
+    __tablename__ = "job_leases"
+
+    job: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(36))
+    lease_until: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True))
+
+
+class BillingStateRow(DefaultBase):
+    """Shared billing state: why the last sync run was blocked by the coordinator (NULL: it was not)."""
+
+    __tablename__ = "billing_state"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    blocked_reason: Mapped[str | None] = mapped_column(String(1024), nullable=True)
+    changed_at: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True))
+
+
+# Retention prunes by these columns in bounded batches (declared here, beside the tables they index).
+Index("ix_miner_sessions_expires_at", SessionRow.expires_at)
+Index("ix_miner_sessions_revoked_at", SessionRow.revoked_at)
+Index("ix_presence_intervals_ended_at", PresenceIntervalRow.ended_at)

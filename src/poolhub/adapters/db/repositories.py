@@ -21,7 +21,6 @@ from poolhub.adapters.db.models import (
     MinerRow,
     MinerStatusRow,
     PresenceIntervalRow,
-    SchedulerTickRow,
     SessionRow,
 )
 from poolhub.domain.errors import ConflictError
@@ -34,7 +33,6 @@ from poolhub.domain.ports import (
     MinerRepository,
     PresenceRepository,
     SessionRepository,
-    TickLock,
     TokenLookup,
 )
 
@@ -377,21 +375,6 @@ class SqlPresenceRepository(PresenceRepository):
             statement,
             [{"miner_id": m, "started_at": start, "ended_at": end} for m, start, end in intervals],
         )
-
-
-class SqlTickLock(TickLock):
-    """INSERT … ON CONFLICT DO NOTHING on (job, tick): the database picks the one winner."""
-
-    def __init__(self, session: AsyncSession) -> None:
-        self._session = session
-
-    async def claim(self, job: str, tick_at: datetime, now: datetime) -> bool:
-        statement = upsert_statement(self._session, SchedulerTickRow.__table__, ("job", "tick_at"), ())
-        result = await self._session.execute(
-            statement, {"job": job, "tick_at": tick_at, "claimed_by": PROCESS_ID, "claimed_at": now}
-        )
-        await self._session.commit()
-        return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
 class SqlFeedbackRepository(FeedbackRepository):

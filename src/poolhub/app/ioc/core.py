@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import NewType
 
 from dishka import AsyncContainer, Provider, Scope, from_context, provide
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from poolhub.adapters.db.engine import make_engine, make_session_factory
+from poolhub.adapters.db.engine import make_engine, make_read_session_factory, make_session_factory
 from poolhub.adapters.db.repositories import (
     SqlMinerRepository,
     SqlPresenceRepository,
     SqlSessionRepository,
-    SqlTickLock,
     SqlTokenLookup,
 )
+from poolhub.adapters.db.scheduling import SqlTickLock
 from poolhub.adapters.db.uow import SqlUnitOfWork
 from poolhub.adapters.system import SecretsTokenSource, SystemClock
 from poolhub.app.http.auth import RoleSecrets
@@ -42,6 +43,10 @@ from poolhub.domain.use_cases.miner_session import (
     RecordHeartbeat,
 )
 from poolhub.domain.use_cases.register_miner import ServerSecret
+
+ReadSession = NewType("ReadSession", AsyncSession)
+"""A request's session for work that only reads (on SQLite it never takes the write lock)."""
+ReadSessions = NewType("ReadSessions", async_sessionmaker[AsyncSession])
 
 
 class CoreProvider(Provider):
@@ -106,6 +111,15 @@ class PersistenceProvider(Provider):
         async with factory() as session:
             yield session
 
+    @provide(scope=Scope.APP)
+    def read_session_factory(self, engine: AsyncEngine) -> ReadSessions:
+        return ReadSessions(make_read_session_factory(engine))
+
+    @provide(scope=Scope.REQUEST)
+    async def read_session(self, factory: ReadSessions) -> AsyncIterator[ReadSession]:
+        async with factory() as session:
+            yield ReadSession(session)
+
     @provide(scope=Scope.REQUEST)
     def miners(self, session: AsyncSession, lease: LeasePolicy) -> MinerRepository:
         return SqlMinerRepository(session, lease)
@@ -113,5 +127,5 @@ class PersistenceProvider(Provider):
     sessions = provide(SqlSessionRepository, provides=SessionRepository, scope=Scope.REQUEST)
     presence = provide(SqlPresenceRepository, provides=PresenceRepository, scope=Scope.REQUEST)
     uow = provide(SqlUnitOfWork, provides=UnitOfWork, scope=Scope.REQUEST)
-    tick_lock = provide(SqlTickLock, provides=TickLock, scope=Scope.REQUEST)
+    tick_lock = provide(SqlTickLock, provides=TickLock, scope=Scope.APP)
     token_lookup = provide(SqlTokenLookup, provides=TokenLookup, scope=Scope.APP)

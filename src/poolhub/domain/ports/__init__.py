@@ -2,8 +2,10 @@
 
 from poolhub.domain.ports.billing import (
     BillingGateway,
+    BillingHealth,
     BillingLedger,
     PendingSelection,
+    RequeueSelection,
     RetryMark,
     UsageLedger,
 )
@@ -28,6 +30,7 @@ from poolhub.domain.ports.system import Clock, RandomSource, TickLock, TokenSour
 
 __all__ = [
     "BillingGateway",
+    "BillingHealth",
     "BillingLedger",
     "CapacityRepository",
     "Clock",
@@ -42,6 +45,7 @@ __all__ = [
     "PendingSelection",
     "PresenceRepository",
     "RandomSource",
+    "RequeueSelection",
     "RetryMark",
     "SessionRepository",
     "SlaRepository",

@@ -18,6 +18,8 @@ from poolhub.app.http.auth import Role, require
 from poolhub.app.http.schemas.billing import (
     InvoiceCreate,
     LedgerEntryRead,
+    RequeueCreate,
+    RequeueResultRead,
     SyncCreate,
     SyncResultRead,
     UsagePeriod,
@@ -33,6 +35,8 @@ from poolhub.domain.billing import LedgerEntry, LedgerStatus, UsageLine
 from poolhub.domain.use_cases.billing_queries import (
     GenerateInvoice,
     ListLedgerEntries,
+    Requeue,
+    RequeueRejected,
     UsageQuery,
     UsageReport,
 )
@@ -162,7 +166,10 @@ class BillingController(Controller):
         "`hours_back` (1-720: lines whose usage ended in the last hours). `records_sent`, "
         "`records_failed` (left pending for a later retry) and `records_rejected` count this run; "
         "`records_pending` counts the lines of the selection still pending afterwards. The run stops "
-        "early when the coordinator keeps failing; the rest stays pending.",
+        "early when the coordinator keeps failing; the rest stays pending. A 401, 403, 404 or 3xx from "
+        "the coordinator means the integration is misconfigured: the run stops at once, nothing is "
+        "rejected, and `billing_blocked` says why (also in `GET /sla/status`) until a run gets through. "
+        "Lines are claimed before they are sent, so concurrent runs never send the same line at once.",
     )
     @inject
     async def sync(
@@ -180,7 +187,28 @@ class BillingController(Controller):
             records_failed=report.records_failed,
             records_pending=report.records_pending,
             records_rejected=report.records_rejected,
+            billing_blocked=report.billing_blocked,
         )
+
+    @post(
+        "/requeue",
+        status_code=200,
+        summary="Put rejected ledger lines back to pending, keys unchanged",
+        description="After the coordinator or its rules were fixed: the selected rejected lines "
+        "(`tenant_id`, `resource_type`, usage ended in [`since`, `until`)) become pending and due at "
+        "once, with their idempotency keys, so the coordinator still counts each once. Answers how many.",
+    )
+    @inject
+    async def requeue(
+        self, use_case: FromDishka[RequeueRejected], data: JSONBody[RequeueCreate | None] = None
+    ) -> RequeueResultRead:
+        body = data or RequeueCreate()
+        count = await use_case.execute(
+            Requeue(
+                tenant_id=body.tenant_id, resource_type=body.resource_type, since=body.since, until=body.until
+            )
+        )
+        return RequeueResultRead(records_requeued=count)
 
     @post(
         "/usage/record",

@@ -124,6 +124,27 @@ class SyncResultRead(Base, kw_only=True):
     records_failed: int
     records_pending: int
     records_rejected: int
+    billing_blocked: Annotated[
+        str | None,
+        Meta(
+            description="why delivery is paused: the coordinator answered 401, 403, 404 or 3xx (a "
+            "misconfigured URL, key or route), so the run stopped and every record stays pending; null "
+            "once a run gets through"
+        ),
+    ]
+
+
+class RequeueCreate(Base, kw_only=True):
+    """Which rejected lines go back to pending; with no field, every rejected line."""
+
+    tenant_id: Id | None = None
+    resource_type: ResourceTypeName | None = None
+    since: Annotated[AwareDatetime | None, Meta(description="usage ended at or after (RFC 3339)")] = None
+    until: Annotated[AwareDatetime | None, Meta(description="usage ended before (RFC 3339)")] = None
+
+
+class RequeueResultRead(Base, kw_only=True):
+    records_requeued: int
 
 
 class InvoiceCreate(Base, kw_only=True):
