@@ -28,6 +28,13 @@ def _serve(args: argparse.Namespace) -> None:
             f"poolhub: refusing to start: empty secret(s) {', '.join(missing)} "
             "(set them in the environment or .env)"
         )
+    problems = settings.production_problems()
+    if problems:
+        sys.exit(
+            f"poolhub: refusing to start in production (POOLHUB_ENV=production): {'; '.join(problems)} "
+            "(generate secrets with `python -c 'import secrets; print(secrets.token_urlsafe(32))'`, "
+            "or set POOLHUB_ENV=development on a laptop)"
+        )
     configure_logging(settings.log_level)
     uvicorn.run(
         "poolhub.app.asgi:create_app_from_env",
@@ -40,6 +47,8 @@ def _serve(args: argparse.Namespace) -> None:
         lifespan="on",
         ws_max_size=64 * 1024,
         timeout_graceful_shutdown=10,
+        # The app itself reads X-Forwarded-For from FORWARDED_ALLOW_IPS (rate limits key on the client).
+        proxy_headers=False,
     )
 
 

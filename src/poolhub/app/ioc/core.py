@@ -62,7 +62,7 @@ class CoreProvider(Provider):
 
     @provide(scope=Scope.APP)
     def secret(self, settings: Settings) -> ServerSecret:
-        return ServerSecret(settings.secret_key)
+        return ServerSecret(settings.secret_key, settings.secret_key_previous)
 
     @provide(scope=Scope.APP)
     def other_roles(self, roles: RoleSecrets) -> OtherRoleSecrets:

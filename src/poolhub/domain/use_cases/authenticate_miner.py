@@ -3,12 +3,46 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Final
 
 from poolhub.domain.directory import MinerDirectory
 from poolhub.domain.errors import AuthenticationError, ForbiddenError
 from poolhub.domain.model import Miner
 from poolhub.domain.ports import Clock, TokenLookup
 from poolhub.domain.security import hash_token, same_secret
+
+# An unknown token is answered from memory for this long, so a flood of bad tokens costs no query each;
+# a token is unknown only before it is issued, and tokens are random, so a wrong "no" cannot happen.
+UNKNOWN_TOKEN_TTL: Final = timedelta(seconds=30)
+UNKNOWN_TOKEN_CAPACITY: Final = 100_000
+
+
+class UnknownTokens:
+    """Hashes of tokens the database did not know, each until its expiry; bounded (oldest first out)."""
+
+    def __init__(self, ttl: timedelta = UNKNOWN_TOKEN_TTL, capacity: int = UNKNOWN_TOKEN_CAPACITY) -> None:
+        self._ttl = ttl
+        self._capacity = capacity
+        self._until: dict[str, datetime] = {}
+
+    def __len__(self) -> int:
+        return len(self._until)
+
+    def contains(self, token_hash: str, now: datetime) -> bool:
+        until = self._until.get(token_hash)
+        if until is None:
+            return False
+        if until <= now:
+            del self._until[token_hash]
+            return False
+        return True
+
+    def add(self, token_hash: str, now: datetime) -> None:
+        self._until.pop(token_hash, None)
+        self._until[token_hash] = now + self._ttl
+        while len(self._until) > self._capacity:
+            del self._until[next(iter(self._until))]
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +72,7 @@ class AuthenticateMiner:
         self._lookup = lookup
         self._clock = clock
         self._other_roles = other_roles
+        self.unknown = UnknownTokens()
 
     async def execute(self, token: str | None) -> AuthenticatedMiner:
         if not token:
@@ -47,8 +82,11 @@ class AuthenticateMiner:
         token_hash = hash_token(token)
         miner_id = self._directory.miner_for_token(token_hash)
         if miner_id is None:
+            if self.unknown.contains(token_hash, self._clock.now()):
+                raise AuthenticationError("invalid or revoked session token: register again")
             miner_id = await self._lookup.miner_of_live_token(token_hash)
             if miner_id is None:
+                self.unknown.add(token_hash, self._clock.now())
                 raise AuthenticationError("invalid or revoked session token: register again")
             if self._directory.get(miner_id) is None:
                 stored = await self._lookup.miner(miner_id)

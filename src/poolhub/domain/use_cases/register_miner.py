@@ -37,9 +37,19 @@ class SessionGrant:
 
 @dataclass(frozen=True, slots=True)
 class ServerSecret:
-    """`POOLHUB_SECRET_KEY`: keys the HMAC under which API keys are stored."""
+    """`POOLHUB_SECRET_KEY`: keys the HMAC under which API keys are stored.
+
+    `previous` (`POOLHUB_SECRET_KEY_PREVIOUS`) is the key before a rotation: a hash made under it is still
+    accepted, and the registration stores the key again under `value`.
+    """
 
     value: str
+    previous: str = ""
+
+    def matches(self, stored_hash: str, api_key: str, current_hash: str) -> bool:
+        if same_secret(stored_hash, current_hash):
+            return True
+        return bool(self.previous) and same_secret(stored_hash, hash_api_key(self.previous, api_key))
 
 
 class RegisterMiners:
@@ -87,7 +97,9 @@ class RegisterMiners:
             spec = registration.spec
             key_hash = hash_api_key(self._secret.value, registration.api_key)
             stored_hash = stored_hashes.get(spec.miner_id)
-            if stored_hash is not None and not same_secret(stored_hash, key_hash):
+            if stored_hash is not None and not self._secret.matches(
+                stored_hash, registration.api_key, key_hash
+            ):
                 outcomes.append(
                     AuthenticationError(
                         f"api_key does not match the one miner '{spec.miner_id}' registered with"

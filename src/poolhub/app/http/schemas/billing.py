@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta
 
-from poolhub.app.http.schemas.common import Base, Id
+from poolhub.app.http.schemas.common import Base, Id, text, utc_representable
 
 ResourceTypeName = Annotated[
     str,
@@ -39,10 +39,8 @@ UnitPriceText = Annotated[
         examples=["0.50"],
     ),
 ]
-MetadataKey = Annotated[str, Meta(min_length=1, max_length=64)]
-MetadataValue = (
-    Annotated[str, Meta(max_length=256)] | Annotated[int, Meta(ge=-(2**53), le=2**53)] | float | bool | None
-)
+MetadataKey = Annotated[str, text(64, 1)]
+MetadataValue = Annotated[str, text(256)] | Annotated[int, Meta(ge=-(2**53), le=2**53)] | float | bool | None
 MetadataIn = Annotated[
     dict[MetadataKey, MetadataValue],
     Meta(
@@ -134,3 +132,7 @@ class InvoiceCreate(Base, kw_only=True):
     tenant_id: Id
     period_start: AwareDatetime
     period_end: AwareDatetime
+
+    def __post_init__(self) -> None:
+        utc_representable(self.period_start, "period_start")
+        utc_representable(self.period_end, "period_end")

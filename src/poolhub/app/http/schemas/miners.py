@@ -8,23 +8,34 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
-from poolhub.app.http.schemas.common import Base, Count, DecimalText, Id, Items, Millis, Size, Temperature
+from poolhub.app.http.schemas.common import (
+    Base,
+    Count,
+    DecimalText,
+    Id,
+    Items,
+    Millis,
+    Size,
+    Temperature,
+    text,
+    utc_representable,
+)
 
 
 class MinerRegister(Base, kw_only=True):
     miner_id: Id
-    api_key: Annotated[str, Meta(min_length=16, max_length=256)]
-    addr: Annotated[str, Meta(min_length=1, max_length=256, description="where the coordinator reaches it")]
-    proto: Annotated[str, Meta(min_length=1, max_length=32, examples=["grpc", "http"])]
+    api_key: Annotated[str, text(256, 16)]
+    addr: Annotated[str, text(256, 1, description="where the coordinator reaches it")]
+    proto: Annotated[str, text(32, 1, examples=["grpc", "http"])]
     gpu_vram_gb: Size
     cpu_cores: Annotated[int, Meta(ge=0, le=65_536)]
     ram_gb: Size
     price_token_per_ksec: DecimalText
     max_parallel: Annotated[int, Meta(ge=1, le=100_000)]
-    gpu_name: Annotated[str, Meta(max_length=128)] | None = None
+    gpu_name: Annotated[str, text(128)] | None = None
     gpu_count: Annotated[int, Meta(ge=1, le=1_024)] = 1
-    accel: Annotated[str, Meta(min_length=1, max_length=32)] = "cuda"
-    region: Annotated[str, Meta(min_length=1, max_length=64)] | None = None
+    accel: Annotated[str, text(32, 1)] = "cuda"
+    region: Annotated[str, text(64, 1)] | None = None
     tags: Items = msgspec.field(default_factory=list)
     capabilities: Items = msgspec.field(default_factory=list)
 
@@ -43,6 +54,9 @@ class MinerHeartbeat(Base, kw_only=True):
     avg_latency_ms: Millis | None = None
     temp_c: Temperature | None = None
     mem_free_gb: Size | None = None
+
+    def __post_init__(self) -> None:
+        utc_representable(self.ts, "ts")
 
 
 class MinerUpdate(Base, kw_only=True):
@@ -102,3 +116,8 @@ class Health(Base):
     online_miners: int
     avg_latency_ms: float | None
     db: Literal["ok", "error"]
+
+
+class Probe(Base):
+    status: Literal["ok", "unavailable"]
+    reason: str | None
