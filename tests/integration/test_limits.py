@@ -133,3 +133,25 @@ async def test_probes(hub: Hub) -> None:
         assert (await hub.client.head("/readyz")).status_code == 503
     finally:
         probe.ok = True
+
+
+async def test_a_registration_past_max_directory_tokens_is_422_and_registers_nothing(clean_db: str) -> None:
+    async with started_hub(test_settings(clean_db, max_directory_tokens=10)) as hub:
+        first = await hub.client.post(
+            "/v1/miners/register",
+            json=miner_body("m-1", tags=[f"t{i}" for i in range(6)], capabilities=["c0", "c1", "c2"]),
+        )
+        assert first.status_code == 201
+        # Known tokens cost nothing: a second miner with the same ones fits.
+        same = await hub.client.post(
+            "/v1/miners/register", json=miner_body("m-2", tags=["t0", "t5"], capabilities=["c2", "c3"])
+        )
+        assert same.status_code == 201
+        over = await hub.client.post(
+            "/v1/miners/register", json=miner_body("m-3", tags=["t0", "new-1", "new-2"])
+        )
+        assert over.status_code == 422, over.text
+        assert "MAX_DIRECTORY_TOKENS=10" in over.json()["detail"]
+        assert "m-3" in over.json()["detail"]
+        listed = await hub.client.get("/v1/miners", headers=bearer(ADMIN))
+        assert listed.headers["X-Total-Count"] == "2"

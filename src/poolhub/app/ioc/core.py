@@ -40,7 +40,7 @@ from poolhub.domain.use_cases.miner_session import (
     ApplyBeat,
     RecordHeartbeat,
 )
-from poolhub.domain.use_cases.register_miner import ServerSecret
+from poolhub.domain.use_cases.register_miner import DirectoryLimits, ServerSecret
 
 
 class CoreProvider(Provider):
@@ -63,6 +63,10 @@ class CoreProvider(Provider):
     @provide(scope=Scope.APP)
     def secret(self, settings: Settings) -> ServerSecret:
         return ServerSecret(settings.secret_key, settings.secret_key_previous)
+
+    @provide(scope=Scope.APP)
+    def directory_limits(self, settings: Settings) -> DirectoryLimits:
+        return DirectoryLimits(settings.max_directory_tokens)
 
     @provide(scope=Scope.APP)
     def other_roles(self, roles: RoleSecrets) -> OtherRoleSecrets:
