@@ -15,6 +15,7 @@ from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.types import LifeSpanReceive, LifeSpanScope, LifeSpanSend, Message, Receive, Scope, Send
 
+from poolhub.app.http import openapi
 from poolhub.app.http.controllers.billing import BillingController
 from poolhub.app.http.controllers.match import MatchController
 from poolhub.app.http.controllers.miners import MinerController, heartbeat_socket
@@ -120,6 +121,7 @@ def create_app(settings: Settings, container: AsyncContainer | None = None) -> L
             ),
         ),
     )
+    openapi.install(app)
     app.state.background = background
     app.state.scheduler = scheduler
     setup_dishka(container, app)

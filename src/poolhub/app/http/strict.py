@@ -8,6 +8,7 @@ bytes straight into the handler's msgspec type in strict mode; Litestar passes t
 from __future__ import annotations
 
 import re
+from decimal import Decimal
 from typing import Any, Final, TypeVar
 
 import msgspec
@@ -69,11 +70,41 @@ def check_depth(body: bytes | str) -> None:
 T = TypeVar("T")
 
 
+_as_number = msgspec.json.Encoder(decimal_format="number")
+_exact = msgspec.json.Decoder(float_hook=Decimal)
+
+
+def _integral(value: Any) -> Any:
+    """Integral JSON numbers written with a fraction or exponent (12.0, 1e2) as ints; the rest untouched."""
+    if isinstance(value, Decimal):
+        # adjusted() bounds the exponent first: 1e999999999 is integral too, but no int field holds it.
+        if value.is_finite() and value.adjusted() < 19 and value == value.to_integral_value():
+            return int(value)
+        return value
+    if isinstance(value, dict):
+        return {key: _integral(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_integral(item) for item in value]
+    return value
+
+
+def _decode(decoder: msgspec.json.Decoder[T], body: bytes | str) -> T:
+    try:
+        return decoder.decode(body)
+    except msgspec.ValidationError as exc:
+        # JSON (and the JSON Schema of the OpenAPI document) has one number type: 12.0 is the integer 12.
+        # Only that is retried; "8" for an int or 0 for a bool stay refused.
+        if "Expected `int" not in str(exc) or "got `float`" not in str(exc):
+            raise
+        raw = _exact.decode(body)
+        return decoder.decode(_as_number.encode(_integral(raw)))
+
+
 def decode_strict(decoder: msgspec.json.Decoder[T], body: bytes | str) -> T:
     """Decode `body` with `decoder` (strict types); raises BodyError naming the field."""
     check_depth(body)
     try:
-        return decoder.decode(body)
+        return _decode(decoder, body)
     except UnicodeDecodeError as exc:
         raise BodyError("the body is not valid UTF-8") from exc
     except RecursionError as exc:

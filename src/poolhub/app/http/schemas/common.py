@@ -52,6 +52,7 @@ DecimalText = Annotated[
         examples=["0.75"],
     ),
 ]
+Timestamp = Annotated[datetime, Meta(tz=True, description="RFC 3339 with an offset")]
 Item = Annotated[str, text(128, 1)]
 Items = Annotated[list[Item], Meta(max_length=64, description="at most 64 items of at most 128 characters")]
 Count = Annotated[int, Meta(ge=0, le=1_000_000)]

@@ -17,6 +17,7 @@ from poolhub.app.http.schemas.common import (
     Millis,
     Size,
     Temperature,
+    Timestamp,
     text,
     utc_representable,
 )
@@ -49,7 +50,7 @@ class MinerRegistered(Base):
 
 
 class MinerHeartbeat(Base, kw_only=True):
-    ts: datetime | None = msgspec.field(default=None)
+    ts: Timestamp | None = msgspec.field(default=None)
     queue_len: Count | None = None
     avg_latency_ms: Millis | None = None
     temp_c: Temperature | None = None
