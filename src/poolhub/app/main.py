@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import cast
@@ -23,7 +25,7 @@ from poolhub.app.http.controllers.observability import ObservabilityController, 
 from poolhub.app.http.controllers.sla import SlaController
 from poolhub.app.http.errors import EXCEPTION_HANDLERS
 from poolhub.app.http.middleware import access_log_middleware
-from poolhub.app.http.ratelimit import rate_limit_middleware
+from poolhub.app.http.ratelimit import prune_expired, rate_limit_middleware
 from poolhub.app.http.strict import StrictRequest
 from poolhub.app.ioc.container import make_container
 from poolhub.app.runtime.background import Background
@@ -82,12 +84,16 @@ def create_app(settings: Settings, container: AsyncContainer | None = None) -> L
     scheduler = Scheduler(container, periodic_jobs(settings))
 
     @asynccontextmanager
-    async def lifespan(_: Litestar) -> AsyncIterator[None]:
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
         await background.start()
         scheduler.start()
+        pruning = asyncio.create_task(prune_expired(app, settings), name="prune-rate-limits")
         try:
             yield
         finally:
+            pruning.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await pruning
             await scheduler.stop()
             await background.stop()
             await container.close()

@@ -9,6 +9,7 @@ memory store: `--workers N` multiplies them.
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import math
 import time
@@ -16,11 +17,12 @@ from collections.abc import Callable, Iterable
 from functools import lru_cache
 from typing import Any, Final
 
-from litestar import Request
+from litestar import Litestar, Request
 from litestar.datastructures import MutableScopeHeaders
 from litestar.exceptions import TooManyRequestsException
 from litestar.middleware.base import DefineMiddleware
 from litestar.middleware.rate_limit import CacheObject, RateLimitConfig, RateLimitMiddleware
+from litestar.stores.memory import MemoryStore
 from litestar.types import Message, Receive, Scope, Send
 
 from poolhub.app.settings import Settings
@@ -154,3 +156,18 @@ def rate_limit_middleware(settings: Settings) -> list[DefineMiddleware]:
             )
         middleware.append(config.middleware)
     return middleware
+
+
+# Expired windows are dropped only when their address comes back; without this, every address that ever
+# called would stay in memory.
+PRUNE_INTERVAL_SEC: Final = 60.0
+
+
+async def prune_expired(app: Litestar, settings: Settings, every: float = PRUNE_INTERVAL_SEC) -> None:
+    names = [f"rate_limit_{limit.group}" for limit in settings.rate_limits]
+    while names:
+        await asyncio.sleep(every)
+        for name in names:
+            store = app.stores.get(name)
+            if isinstance(store, MemoryStore):
+                await store.delete_expired()
