@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 from sqlalchemy import event
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from poolhub.app.runtime.background import DatabaseProbe
 from poolhub.app.settings import Settings, parse_rate_limits
@@ -124,7 +124,10 @@ async def test_probes(hub: Hub) -> None:
     assert ready.status_code == 200
     assert ready.json() == {"status": "ok", "reason": None}
     probe = await hub.app.state.dishka_container.get(DatabaseProbe)
-    probe.ok = False  # what the background check records when the database stops answering
+    # The background check, run against a database that does not answer (nothing listens on port 1).
+    unreachable = create_async_engine("postgresql+asyncpg://postgres@127.0.0.1:1/poolhub")
+    await probe.check(unreachable)
+    await unreachable.dispose()
     try:
         down = await hub.client.get("/readyz")
         assert down.status_code == 503
@@ -132,7 +135,8 @@ async def test_probes(hub: Hub) -> None:
         assert (await hub.client.get("/livez")).status_code == 200
         assert (await hub.client.head("/readyz")).status_code == 503
     finally:
-        probe.ok = True
+        await probe.check(await hub.app.state.dishka_container.get(AsyncEngine))
+    assert (await hub.client.get("/readyz")).status_code == 200
 
 
 async def test_a_registration_past_max_directory_tokens_is_422_and_registers_nothing(clean_db: str) -> None:

@@ -13,7 +13,8 @@ import asyncio
 import ipaddress
 import math
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Final
 
@@ -84,8 +85,25 @@ class ClientAddress:
         return self.of_scope(request.scope)
 
 
+@dataclass
+class GroupLimitConfig(RateLimitConfig):
+    """RateLimitConfig for one group of routes: other paths pass straight through, at no cost."""
+
+    paths: frozenset[str] | None = None
+    identify: ClientAddress | None = None
+
+
 class LimitWithRetryAfter(RateLimitMiddleware):
     """The stock middleware, with `Retry-After` on its 429 (seconds until the window resets)."""
+
+    config: GroupLimitConfig
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        paths = self.config.paths
+        if paths is not None and scope.get("path") not in paths:
+            await self.app(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
 
     def create_response_headers(self, cache_object: CacheObject) -> dict[str, str]:
         headers = super().create_response_headers(cache_object)
@@ -98,13 +116,13 @@ class AuthFailureLimit(LimitWithRetryAfter):
     """Counts 401 answers per address; past the limit, token routes answer 429 until the window ends."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        app = scope["litestar_app"]
-        request: Request[Any, Any, Any] = app.request_class(scope)
         if scope.get("path") in _PUBLIC_PATHS:
             await self.app(scope, receive, send)
             return
-        store = self.config.get_store_from_app(app)
-        key = self.cache_key_from_request(request)
+        store = self.config.get_store_from_app(scope["litestar_app"])
+        assert self.config.identify is not None
+        # The stock key (the class name and the address), without building a Request on every call.
+        key = f"{type(self).__name__}::{self.config.identify.of_scope(scope)}"
         cache_object = await self.retrieve_cached_history(key, store)
         if len(cache_object.history) >= self.max_requests:
             raise TooManyRequestsException(
@@ -126,34 +144,21 @@ class AuthFailureLimit(LimitWithRetryAfter):
         await self.app(scope, receive, record_401)
 
 
-def _only(paths: frozenset[str]) -> Callable[[Request[Any, Any, Any]], bool]:
-    def check(request: Request[Any, Any, Any]) -> bool:
-        return request.scope.get("path") in paths
-
-    return check
-
-
 def rate_limit_middleware(settings: Settings) -> list[DefineMiddleware]:
     """The middleware for the configured groups; each counts in its own store (the app's memory stores)."""
     identify = ClientAddress(settings.forwarded_allow_ips)
     middleware: list[DefineMiddleware] = []
     for limit in settings.rate_limits:
         store = f"rate_limit_{limit.group}"
-        if limit.group == "auth_failures":
-            config = RateLimitConfig(
-                rate_limit=(limit.unit, limit.count),
-                identifier_for_request=identify,
-                middleware_class=AuthFailureLimit,
-                store=store,
-            )
-        else:
-            config = RateLimitConfig(
-                rate_limit=(limit.unit, limit.count),
-                identifier_for_request=identify,
-                check_throttle_handler=_only(GROUP_PATHS[limit.group]),
-                middleware_class=LimitWithRetryAfter,
-                store=store,
-            )
+        auth = limit.group == "auth_failures"
+        config = GroupLimitConfig(
+            rate_limit=(limit.unit, limit.count),
+            identifier_for_request=identify,
+            middleware_class=AuthFailureLimit if auth else LimitWithRetryAfter,
+            store=store,
+            paths=None if auth else GROUP_PATHS[limit.group],
+            identify=identify,
+        )
         middleware.append(config.middleware)
     return middleware
 
