@@ -7,7 +7,7 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Final, Literal
 
 import msgspec
 from dotenv import dotenv_values
@@ -18,6 +18,62 @@ from poolhub.domain.matching import DEFAULT_WEIGHTS, Weights
 
 class SettingsError(ValueError):
     """One or more environment variables are invalid; the message names each and what it expects."""
+
+
+RATE_LIMIT_GROUPS: Final = ("register", "auth_failures", "match", "feedback", "heartbeat")
+_UNIT_SECONDS: Final = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
+DEFAULT_RATE_LIMITS: Final = "register:60/minute,auth_failures:30/minute"
+
+
+class RateLimit(msgspec.Struct, frozen=True):
+    group: str
+    count: int
+    unit: Literal["second", "minute", "hour", "day"]
+
+
+def parse_rate_limits(text: str) -> tuple[RateLimit, ...]:
+    """`register:60/minute,auth_failures:30/minute`; `off` (or nothing) disables every limit."""
+    value = text.strip()
+    if value.lower() in {"off", ""}:
+        return ()
+    limits: dict[str, RateLimit] = {}
+    for entry in value.split(","):
+        group, _, rate = entry.strip().partition(":")
+        count, _, unit = rate.partition("/")
+        if group not in RATE_LIMIT_GROUPS:
+            raise ValueError(f"unknown group {group!r}; known: {', '.join(RATE_LIMIT_GROUPS)}")
+        if unit not in _UNIT_SECONDS or not count.strip().isdigit() or int(count) < 1:
+            raise ValueError(
+                f"{entry.strip()!r} is not group:N/unit with N >= 1 and unit second|minute|hour|day"
+            )
+        if group in limits:
+            raise ValueError(f"{group} is given twice")
+        limits[group] = RateLimit(group, int(count), unit)  # type: ignore[arg-type]
+    return tuple(limits.values())
+
+
+def parse_forwarded_allow_ips(text: str) -> tuple[str, ...]:
+    """Addresses or CIDR networks of trusted proxies, comma-separated; `*` trusts every peer."""
+    import ipaddress
+
+    entries = tuple(part.strip() for part in text.split(",") if part.strip())
+    for entry in entries:
+        if entry != "*":
+            ipaddress.ip_network(entry, strict=False)
+    return entries
+
+
+# The development values shipped in .env.example; a production start refuses every one of them
+# (tests/unit/test_production_config.py keeps this list and the file in step).
+EXAMPLE_VALUES: Final = frozenset(
+    {
+        "dev-only-secret-key-change-me",
+        "dev-only-admin-token",
+        "dev-only-coordinator-secret",
+        "dev-only-coordinator-api-key",
+    }
+)
+MIN_SECRET_LENGTH: Final = 32
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
@@ -48,6 +104,39 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     retention_days: int = 30
     capacity_history_days: int = 90
     log_level: str = "INFO"
+    env: Literal["production", "development"] = "production"
+    secret_key_previous: str = ""
+    rate_limits: tuple[RateLimit, ...] = parse_rate_limits(DEFAULT_RATE_LIMITS)
+    forwarded_allow_ips: tuple[str, ...] = ("127.0.0.1",)
+    max_directory_tokens: int = 10_000
+
+    def production_problems(self) -> list[str]:
+        """Why a production start must be refused: one line per variable, empty when the secrets are fit."""
+        if self.env != "production":
+            return []
+        secrets = {
+            "POOLHUB_SECRET_KEY": self.secret_key,
+            "POOLHUB_ADMIN_TOKEN": self.admin_token,
+            "COORDINATOR_SHARED_SECRET": self.coordinator_shared_secret,
+        }
+        if self.secret_key_previous:
+            secrets["POOLHUB_SECRET_KEY_PREVIOUS"] = self.secret_key_previous
+        problems: list[str] = []
+        seen: dict[str, str] = {}
+        for name, value in secrets.items():
+            if value in EXAMPLE_VALUES:
+                problems.append(f"{name} is the example value from .env.example")
+            elif len(value) < MIN_SECRET_LENGTH:
+                problems.append(f"{name} is shorter than {MIN_SECRET_LENGTH} characters")
+            elif value in seen:
+                problems.append(f"{name} equals {seen[value]}: every secret must be different")
+            seen.setdefault(value, name)
+        if self.coordinator_api_key in EXAMPLE_VALUES:
+            problems.append("COORDINATOR_API_KEY is the example value from .env.example")
+        return problems
+
+    def rate_limit(self, group: str) -> RateLimit | None:
+        return next((limit for limit in self.rate_limits if limit.group == group), None)
 
     def missing_secrets(self) -> list[str]:
         """Names of the secrets that are empty; the server refuses to start with any of them."""
@@ -96,6 +185,13 @@ def _text(text: str) -> str:
 def _url(text: str) -> str:
     value = text.strip()
     if "://" not in value:
+        raise ValueError
+    return value
+
+
+def _env(text: str) -> str:
+    value = text.strip().lower()
+    if value not in {"production", "development"}:
         raise ValueError
     return value
 
@@ -166,6 +262,23 @@ _VARS = (
         "a whole number of days from 1 to 36500",
     ),
     _Var("LOG_LEVEL", "log_level", _log_level, "one of DEBUG, INFO, WARNING, ERROR"),
+    _Var("POOLHUB_ENV", "env", _env, "production or development"),
+    _Var(
+        "POOLHUB_SECRET_KEY_PREVIOUS", "secret_key_previous", _text, "the secret key before the current one"
+    ),
+    _Var(
+        "RATE_LIMITS",
+        "rate_limits",
+        parse_rate_limits,
+        "off, or group:N/unit pairs such as register:60/minute,auth_failures:30/minute",
+    ),
+    _Var(
+        "FORWARDED_ALLOW_IPS",
+        "forwarded_allow_ips",
+        parse_forwarded_allow_ips,
+        "addresses or CIDR networks of trusted proxies, comma-separated, or *",
+    ),
+    _Var("MAX_DIRECTORY_TOKENS", "max_directory_tokens", _int(1), "a whole number >= 1"),
 )
 
 ENV_NAMES = tuple(var.env for var in _VARS)

@@ -30,6 +30,13 @@ def _serve(args: argparse.Namespace) -> None:
             f"poolhub: refusing to start: empty secret(s) {', '.join(missing)} "
             "(set them in the environment or .env)"
         )
+    problems = settings.production_problems()
+    if problems:
+        sys.exit(
+            f"poolhub: refusing to start in production (POOLHUB_ENV=production): {'; '.join(problems)} "
+            "(generate secrets with `python -c 'import secrets; print(secrets.token_urlsafe(32))'`, "
+            "or set POOLHUB_ENV=development on a laptop)"
+        )
     configure_logging(settings.log_level)
     with contextlib.ExitStack() as stack:
         if args.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
@@ -54,6 +61,8 @@ def _run_server(args: argparse.Namespace, settings: Settings) -> None:
         lifespan="on",
         ws_max_size=64 * 1024,
         timeout_graceful_shutdown=10,
+        # The app itself reads X-Forwarded-For from FORWARDED_ALLOW_IPS (rate limits key on the client).
+        proxy_headers=False,
     )
 
 

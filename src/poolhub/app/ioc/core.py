@@ -42,7 +42,7 @@ from poolhub.domain.use_cases.miner_session import (
     ApplyBeat,
     RecordHeartbeat,
 )
-from poolhub.domain.use_cases.register_miner import ServerSecret
+from poolhub.domain.use_cases.register_miner import DirectoryLimits, ServerSecret
 
 ReadSession = NewType("ReadSession", AsyncSession)
 """A request's session for work that only reads (on SQLite it never takes the write lock)."""
@@ -68,7 +68,11 @@ class CoreProvider(Provider):
 
     @provide(scope=Scope.APP)
     def secret(self, settings: Settings) -> ServerSecret:
-        return ServerSecret(settings.secret_key)
+        return ServerSecret(settings.secret_key, settings.secret_key_previous)
+
+    @provide(scope=Scope.APP)
+    def directory_limits(self, settings: Settings) -> DirectoryLimits:
+        return DirectoryLimits(settings.max_directory_tokens)
 
     @provide(scope=Scope.APP)
     def other_roles(self, roles: RoleSecrets) -> OtherRoleSecrets:

@@ -63,9 +63,11 @@ class Background:
         self._last_refresh: datetime | None = None
         # miner id -> (interval start, interval end) as last written to presence history
         self._presence_written: dict[str, tuple[datetime, datetime]] = {}
+        self.directory_loaded = False
 
     async def start(self) -> None:
         await self.warm_directory()
+        self.directory_loaded = True
         (await self._container.get(RegistrationBatcher)).start()
         self._tasks = [
             asyncio.create_task(self._every(FLUSH_INTERVAL_SEC, self.flush), name="flush"),

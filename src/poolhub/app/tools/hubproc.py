@@ -96,6 +96,9 @@ async def start_hub(
         "POOLHUB_ADMIN_TOKEN": ADMIN_TOKEN,
         "COORDINATOR_SHARED_SECRET": COORDINATOR_SECRET,
         "LOG_LEVEL": "WARNING",
+        # A throwaway hub with short secrets, driven from 127.0.0.1 far past any per-address limit.
+        "POOLHUB_ENV": "development",
+        "RATE_LIMITS": "off",
         **(extra_env or {}),
     }
     for name in unset_env:

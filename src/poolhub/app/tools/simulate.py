@@ -113,6 +113,12 @@ class Simulation:
         async def register(profile: MinerProfile) -> None:
             async with limiter:
                 response = await self._client.post("/v1/miners/register", json=profile.body)
+            if response.status_code == 429:
+                # The whole fleet registers from this one address: the hub's per-address limit must allow it.
+                raise SystemExit(
+                    "poolhub simulate: the hub rate-limits registrations from this address; start it with "
+                    "RATE_LIMITS=off (or a register limit above --miners per minute) for a simulation"
+                )
             response.raise_for_status()
             answer = response.json()
             self._next_heartbeat = float(answer["next_heartbeat_sec"])

@@ -4,6 +4,8 @@ the database only on a miss."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Final
 
 from poolhub.domain.directory import MinerDirectory
 from poolhub.domain.errors import AuthenticationError, ConflictError, ForbiddenError
@@ -11,6 +13,38 @@ from poolhub.domain.model import Miner
 from poolhub.domain.ports import Clock, TokenLookup
 from poolhub.domain.security import hash_api_key, hash_token, same_secret
 from poolhub.domain.use_cases.register_miner import ServerSecret
+
+# An unknown token is answered from memory for this long, so a flood of bad tokens costs no query each;
+# a token is unknown only before it is issued, and tokens are random, so a wrong "no" cannot happen.
+UNKNOWN_TOKEN_TTL: Final = timedelta(seconds=30)
+UNKNOWN_TOKEN_CAPACITY: Final = 100_000
+
+
+class UnknownTokens:
+    """Hashes of tokens the database did not know, each until its expiry; bounded (oldest first out)."""
+
+    def __init__(self, ttl: timedelta = UNKNOWN_TOKEN_TTL, capacity: int = UNKNOWN_TOKEN_CAPACITY) -> None:
+        self._ttl = ttl
+        self._capacity = capacity
+        self._until: dict[str, datetime] = {}
+
+    def __len__(self) -> int:
+        return len(self._until)
+
+    def contains(self, token_hash: str, now: datetime) -> bool:
+        until = self._until.get(token_hash)
+        if until is None:
+            return False
+        if until <= now:
+            del self._until[token_hash]
+            return False
+        return True
+
+    def add(self, token_hash: str, now: datetime) -> None:
+        self._until.pop(token_hash, None)
+        self._until[token_hash] = now + self._ttl
+        while len(self._until) > self._capacity:
+            del self._until[next(iter(self._until))]
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +85,7 @@ class AuthenticateMiner:
         self._clock = clock
         self._other_roles = other_roles
         self._secret = secret
+        self.unknown = UnknownTokens()
 
     async def execute(self, token: str | None, *, allow_api_key: bool = False) -> AuthenticatedMiner:
         if not token:
@@ -63,6 +98,8 @@ class AuthenticateMiner:
             key_hash = hash_api_key(self._secret.value, token) if allow_api_key else None
             if key_hash is not None and (cached := self._directory.miners_for_api_key(key_hash)):
                 return await self._by_api_key(key_hash, cached)
+            if self.unknown.contains(token_hash, self._clock.now()):
+                raise AuthenticationError("invalid or revoked session token: register again")
             miner_id = await self._lookup.miner_of_live_token(token_hash)
             if miner_id is None:
                 if key_hash is not None and (stored := await self._lookup.miners_with_api_key(key_hash)):
@@ -72,6 +109,10 @@ class AuthenticateMiner:
                     # Only hits are cached: random tokens must not grow the cache.
                     self._directory.remember_api_key(key_hash, tuple(stored))
                     return await self._by_api_key(key_hash, tuple(stored))
+                # Neither a live session token nor (where allowed) a registered API key: remembered for a
+                # while, so repeating it costs no query. A miner that registers this key later beats with it
+                # once the entry expired, or at once with its session token.
+                self.unknown.add(token_hash, self._clock.now())
                 raise AuthenticationError("invalid or revoked session token: register again")
             await self._load(miner_id)
             self._directory.remember_token(token_hash, miner_id)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from poolhub.domain.directory import MinerDirectory
-from poolhub.domain.errors import AuthenticationError, DomainError
+from poolhub.domain.errors import AuthenticationError, DomainError, LimitExceededError
 from poolhub.domain.model import Miner, MinerSpec, Trust
 from poolhub.domain.ports import (
     Clock,
@@ -37,9 +37,26 @@ class SessionGrant:
 
 @dataclass(frozen=True, slots=True)
 class ServerSecret:
-    """`POOLHUB_SECRET_KEY`: keys the HMAC under which API keys are stored."""
+    """`POOLHUB_SECRET_KEY`: keys the HMAC under which API keys are stored.
+
+    `previous` (`POOLHUB_SECRET_KEY_PREVIOUS`) is the key before a rotation: a hash made under it is still
+    accepted, and the registration stores the key again under `value`.
+    """
 
     value: str
+    previous: str = ""
+
+    def matches(self, stored_hash: str, api_key: str, current_hash: str) -> bool:
+        if same_secret(stored_hash, current_hash):
+            return True
+        return bool(self.previous) and same_secret(stored_hash, hash_api_key(self.previous, api_key))
+
+
+@dataclass(frozen=True, slots=True)
+class DirectoryLimits:
+    """`MAX_DIRECTORY_TOKENS`: how many distinct tags plus capabilities the directory may hold."""
+
+    max_tokens: int = 10_000
 
 
 class RegisterMiners:
@@ -61,6 +78,7 @@ class RegisterMiners:
         clock: Clock,
         tokens: TokenSource,
         secret: ServerSecret,
+        limits: DirectoryLimits,
     ) -> None:
         self._miners = miners
         self._sessions = sessions
@@ -70,6 +88,7 @@ class RegisterMiners:
         self._clock = clock
         self._tokens = tokens
         self._secret = secret
+        self._limits = limits
 
     async def execute(self, registrations: Sequence[Registration]) -> list[SessionGrant | DomainError]:
         ids = [r.spec.miner_id for r in registrations]
@@ -83,11 +102,28 @@ class RegisterMiners:
 
         outcomes: list[SessionGrant | DomainError] = []
         accepted: list[tuple[Miner, str, str]] = []  # (miner, API-key hash, token hash)
+        batch_tags: set[str] = set()
+        batch_caps: set[str] = set()
         for registration in registrations:
             spec = registration.spec
+            new_tags, new_caps = self._directory.index.new_tokens(spec.tags, spec.capabilities)
+            new_tags -= batch_tags
+            new_caps -= batch_caps
+            held = self._directory.index.token_count() + len(batch_tags) + len(batch_caps)
+            if held + len(new_tags) + len(new_caps) > self._limits.max_tokens:
+                outcomes.append(
+                    LimitExceededError(
+                        f"the directory holds {held} distinct tags and capabilities; miner "
+                        f"'{spec.miner_id}' would add {len(new_tags) + len(new_caps)} more, past "
+                        f"MAX_DIRECTORY_TOKENS={self._limits.max_tokens}: reuse existing tags"
+                    )
+                )
+                continue
             key_hash = hash_api_key(self._secret.value, registration.api_key)
             stored_hash = stored_hashes.get(spec.miner_id)
-            if stored_hash is not None and not same_secret(stored_hash, key_hash):
+            if stored_hash is not None and not self._secret.matches(
+                stored_hash, registration.api_key, key_hash
+            ):
                 outcomes.append(
                     AuthenticationError(
                         f"api_key does not match the one miner '{spec.miner_id}' registered with"
@@ -111,6 +147,8 @@ class RegisterMiners:
                 trust=existing.trust if existing is not None else Trust(as_of=now),
             )
             token = self._tokens.new_token()
+            batch_tags |= new_tags
+            batch_caps |= new_caps
             accepted.append((miner, key_hash, hash_token(token)))
             outcomes.append(
                 SessionGrant(

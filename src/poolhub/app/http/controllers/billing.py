@@ -43,7 +43,7 @@ from poolhub.domain.use_cases.billing_queries import (
 from poolhub.domain.use_cases.record_usage import ManualUsage, RecordManualUsage
 from poolhub.domain.use_cases.sync_usage import SyncRequest, SyncUsage
 
-ID_PATTERN = r"^[A-Za-z0-9._:-]{1,64}$"
+ID_PATTERN = r"^[A-Za-z0-9._:-]{1,64}$(?!\n)"
 IdQuery = Annotated[
     str | None, QueryParameter(pattern=ID_PATTERN, description="1-64 characters of [A-Za-z0-9._:-]")
 ]
@@ -52,7 +52,7 @@ IdempotencyKey = Annotated[
     HeaderParameter(
         name="Idempotency-Key",
         required=False,
-        pattern=r"^[A-Za-z0-9._:-]{1,128}$",
+        pattern=r"^[A-Za-z0-9._:-]{1,128}$(?!\n)",
         description="optional, 1-128 characters of [A-Za-z0-9._:-]: the same key with the same usage "
         "returns the line already recorded (200) instead of adding another; with different usage, 409",
     ),

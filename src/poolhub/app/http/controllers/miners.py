@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Annotated, Any
 
 import msgspec
@@ -26,6 +27,7 @@ from poolhub.app.http.schemas.miners import (
     MinerUpdate,
     WsAck,
 )
+from poolhub.app.http.strict import BodyError, decode_strict
 from poolhub.app.metrics import Metrics
 from poolhub.app.runtime.registrations import RegistrationBatcher
 from poolhub.domain.errors import DomainError
@@ -195,6 +197,27 @@ _beat_decoder = msgspec.json.Decoder(MinerHeartbeat)
 _ack_encoder = msgspec.json.Encoder()
 
 WS_UNAUTHORIZED = 4401
+WS_REPLACED = 4409
+
+
+def _error(detail: str) -> str:
+    return _ack_encoder.encode({"type": "error", "detail": detail}).decode()
+
+
+async def _take_over(socket: WebSocket[Any, Any, Any], miner_id: str) -> None:
+    """Make `socket` the miner's one live connection in this process; the older one is closed (4409)."""
+    live: dict[str, WebSocket[Any, Any, Any]] = socket.app.state.setdefault("heartbeat_sockets", {})
+    older = live.get(miner_id)
+    live[miner_id] = socket
+    if older is not None and older is not socket:
+        with contextlib.suppress(Exception):  # it may be closing on its own already
+            await older.close(code=WS_REPLACED, reason="replaced by a newer connection")
+
+
+def _release(socket: WebSocket[Any, Any, Any], miner_id: str) -> None:
+    live: dict[str, WebSocket[Any, Any, Any]] = socket.app.state.get("heartbeat_sockets", {})
+    if live.get(miner_id) is socket:
+        del live[miner_id]
 
 
 @websocket("/v1/miners/heartbeat")
@@ -208,7 +231,8 @@ async def heartbeat_socket(
     """One JSON beat per message, each answered `{type:"ack", lease_expires_at}`.
 
     The token comes as an Authorization header or `?session_token=`; a missing or bad one closes
-    the connection with code 4401 after accepting it, without an ack.
+    the connection with code 4401 after accepting it, without an ack. One connection per miner: a newer
+    one closes the older with code 4409.
     """
     await socket.accept()
     token = bearer_token(socket.headers.get("authorization")) or socket.query_params.get("session_token")
@@ -218,20 +242,16 @@ async def heartbeat_socket(
         await socket.close(code=WS_UNAUTHORIZED, reason=exc.message[:120])
         return
     miner_id = auth.miner.miner_id
+    await _take_over(socket, miner_id)
     try:
         while True:
             raw = await socket.receive_data(mode="text")
+            if socket.app.state.get("heartbeat_sockets", {}).get(miner_id) is not socket:
+                return  # replaced while this message was on its way
             try:
-                beat = _beat_decoder.decode(raw)
-            except msgspec.ValidationError as exc:
-                await socket.send_text(_ack_encoder.encode({"type": "error", "detail": str(exc)}).decode())
-                continue
-            except msgspec.DecodeError:
-                await socket.send_text(
-                    _ack_encoder.encode(
-                        {"type": "error", "detail": "each message must be one JSON object"}
-                    ).decode()
-                )
+                beat = decode_strict(_beat_decoder, raw)
+            except BodyError as exc:
+                await socket.send_text(_error(exc.message))
                 continue
             if apply_beat.live_miner(auth.token_hash, miner_id) is None:
                 await socket.close(code=WS_UNAUTHORIZED, reason="session expired or revoked: register again")
@@ -241,3 +261,5 @@ async def heartbeat_socket(
             await socket.send_text(_ack_encoder.encode(WsAck(type="ack", lease_expires_at=expires)).decode())
     except WebSocketDisconnect:
         return
+    finally:
+        _release(socket, miner_id)

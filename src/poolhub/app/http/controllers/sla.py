@@ -13,7 +13,7 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import PathParameter, QueryParameter
 
 from poolhub.app.http.auth import Role, require
-from poolhub.app.http.schemas.common import Limit, Offset, Problem, page_response
+from poolhub.app.http.schemas.common import ID_PATTERN, Limit, Offset, Problem, page_response
 from poolhub.app.http.schemas.sla import (
     CapacityForecastRead,
     CapacityRecommendationsRead,
@@ -154,7 +154,15 @@ class SlaController(Controller):
     @inject
     async def miner_metrics(
         self,
-        miner_id: Annotated[str, PathParameter(description="the miner's id")],
+        miner_id: Annotated[
+            str,
+            PathParameter(
+                min_length=1,
+                max_length=64,
+                pattern=ID_PATTERN,
+                description="the miner's id: 1-64 characters of [A-Za-z0-9._:-]",
+            ),
+        ],
         use_case: FromDishka[ListSlaMetrics],
         hours: Hours = 24,
         offset: Offset = 0,
@@ -193,7 +201,7 @@ class SlaController(Controller):
             str | None,
             QueryParameter(
                 max_length=64,
-                pattern=r"^[A-Za-z0-9._:-]*$",
+                pattern=r"^[A-Za-z0-9._:-]*$(?!\n)",
                 description="only this miner's violations (empty: every miner and the pool)",
                 required=False,
             ),

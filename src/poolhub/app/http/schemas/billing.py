@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta
 
-from poolhub.app.http.schemas.common import Base, DecimalRule, Id, decimal_meta
+from poolhub.app.http.schemas.common import Base, DecimalRule, Id, decimal_meta, text, utc_representable
 
 ResourceTypeName = Annotated[
     str,
@@ -35,10 +35,8 @@ UnitPrice = Annotated[
     decimal_meta(UNIT_PRICE_RULE, "the price per unit, in the configured currency", "0.50"),
     UNIT_PRICE_RULE,
 ]
-MetadataKey = Annotated[str, Meta(min_length=1, max_length=64)]
-MetadataValue = (
-    Annotated[str, Meta(max_length=256)] | Annotated[int, Meta(ge=-(2**53), le=2**53)] | float | bool | None
-)
+MetadataKey = Annotated[str, text(64, 1)]
+MetadataValue = Annotated[str, text(256)] | Annotated[int, Meta(ge=-(2**53), le=2**53)] | float | bool | None
 MetadataIn = Annotated[
     dict[MetadataKey, MetadataValue],
     Meta(
@@ -151,3 +149,8 @@ class InvoiceCreate(Base, kw_only=True):
     tenant_id: Id
     period_start: AwareDatetime
     period_end: AwareDatetime
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        utc_representable(self.period_start, "period_start")
+        utc_representable(self.period_end, "period_end")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import typing
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any, TypeVar
 
@@ -18,12 +19,34 @@ from msgspec import Meta
 
 T = TypeVar("T")
 
+# Every free-text string on the wire: no NUL or other control character (PostgreSQL refuses NUL in text
+# and jsonb, and a control character in a log line or a tag is never meant).
+# `$(?!\n)`: Python's `$` also matches before a final newline, which would let "id\n" through.
+NO_CONTROL_PATTERN = r"^[^\x00-\x1f\x7f]*$(?!\n)"
+ID_PATTERN = r"^[A-Za-z0-9._:-]+$(?!\n)"
+
+
+def text(max_length: int, min_length: int = 0, **meta: Any) -> Meta:
+    """The constraints of a free-text string field: its length bounds and no control characters."""
+    return Meta(min_length=min_length, max_length=max_length, pattern=NO_CONTROL_PATTERN, **meta)
+
+
+def utc_representable(value: datetime | None, field: str) -> None:
+    """Refuse a timestamp whose offset carries it outside the years 1-9999 once converted to UTC."""
+    if value is None:
+        return
+    try:
+        value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"{field}: {value.isoformat()} cannot be represented in UTC") from None
+
+
 Id = Annotated[
     str,
     Meta(
         min_length=1,
         max_length=64,
-        pattern=r"^[A-Za-z0-9._:-]+$",
+        pattern=ID_PATTERN,
         description="1-64 characters of [A-Za-z0-9._:-]",
     ),
 ]
@@ -95,7 +118,8 @@ def _rule_in_metadata(metadata: Any) -> DecimalRule | None:
 
 PRICE_RULE = DecimalRule(integer_digits=15)
 Price = Annotated[Decimal, decimal_meta(PRICE_RULE, "a non-negative price", "0.75"), PRICE_RULE]
-Item = Annotated[str, Meta(min_length=1, max_length=128)]
+Timestamp = Annotated[datetime, Meta(tz=True, description="RFC 3339 with an offset")]
+Item = Annotated[str, text(128, 1)]
 Items = Annotated[list[Item], Meta(max_length=64, description="at most 64 items of at most 128 characters")]
 Count = Annotated[int, Meta(ge=0, le=1_000_000)]
 Size = Annotated[float, Meta(ge=0, le=1_000_000_000)]

@@ -8,10 +8,23 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
-from poolhub.app.http.schemas.common import Base, Count, Id, Items, Millis, Price, Size, Temperature
+from poolhub.app.http.schemas.common import (
+    NO_CONTROL_PATTERN,
+    Base,
+    Count,
+    Id,
+    Items,
+    Millis,
+    Price,
+    Size,
+    Temperature,
+    Timestamp,
+    text,
+    utc_representable,
+)
 
-TagKey = Annotated[str, Meta(min_length=1, max_length=64)]
-TagValue = Annotated[str, Meta(max_length=127)] | int | float | bool
+TagKey = Annotated[str, text(64, 1)]
+TagValue = Annotated[str, text(127)] | int | float | bool
 TagObject = Annotated[
     dict[TagKey, TagValue],
     Meta(
@@ -23,16 +36,16 @@ TagObject = Annotated[
 
 class MinerRegister(Base, kw_only=True):
     miner_id: Id
-    api_key: Annotated[str, Meta(min_length=16, max_length=256)]
+    api_key: Annotated[str, text(256, 16)]
     addr: Annotated[
         str,
-        Meta(
-            min_length=1,
-            max_length=256,
+        text(
+            256,
+            1,
             description="where the coordinator reaches it: host:port or a URL such as http://host:8101",
         ),
     ]
-    proto: Annotated[str, Meta(min_length=1, max_length=32, examples=["grpc", "http"])]
+    proto: Annotated[str, text(32, 1, examples=["grpc", "http"])]
     gpu_vram_gb: Size
     cpu_cores: Annotated[int, Meta(ge=0, le=65_536)]
     ram_gb: Size
@@ -42,20 +55,20 @@ class MinerRegister(Base, kw_only=True):
         Price | None,
         Meta(description="alias of price_token_per_ksec (AITBC miners); both given must be equal"),
     ] = None
-    gpu_name: Annotated[str, Meta(max_length=128)] | None = None
+    gpu_name: Annotated[str, text(128)] | None = None
     gpu_count: Annotated[int, Meta(ge=1, le=1_024)] = 1
     accel: (
         Annotated[
             str,
-            Meta(
-                min_length=1,
-                max_length=32,
+            text(
+                32,
+                1,
                 description='default "cuda"; when absent, a tags object\'s platform (cuda, rocm, metal, cpu)',
             ),
         ]
         | None
     ) = None
-    region: Annotated[str, Meta(min_length=1, max_length=64)] | None = None
+    region: Annotated[str, text(64, 1)] | None = None
     tags: Items | TagObject = msgspec.field(default_factory=list)
     capabilities: Items = msgspec.field(default_factory=list)
 
@@ -77,7 +90,7 @@ JobsNow = Count | Items
 class MinerHeartbeat(Base, kw_only=True):
     """A beat. The AITBC miner's fields (status … network_latency_ms) are read as documented per field."""
 
-    ts: datetime | None = msgspec.field(default=None)
+    ts: Timestamp | None = msgspec.field(default=None)
     queue_len: Count | None = None
     avg_latency_ms: Millis | None = None
     temp_c: Temperature | None = None
@@ -88,6 +101,7 @@ class MinerHeartbeat(Base, kw_only=True):
             str,
             Meta(
                 max_length=32,
+                pattern=NO_CONTROL_PATTERN,
                 description="active, idle or online (any case): takes jobs; any other word: busy",
             ),
         ]
@@ -109,6 +123,10 @@ class MinerHeartbeat(Base, kw_only=True):
         ]
         | None
     ) = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        utc_representable(self.ts, "ts")
 
 
 class MinerUpdate(Base, kw_only=True):
@@ -170,3 +188,8 @@ class Health(Base):
     online_miners: int
     avg_latency_ms: float | None
     db: Literal["ok", "error"]
+
+
+class Probe(Base):
+    status: Literal["ok", "unavailable"]
+    reason: str | None
