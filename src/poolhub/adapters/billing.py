@@ -14,6 +14,7 @@ import structlog
 from poolhub.adapters.http_transport import (
     DEFAULT_TRANSPORT,
     DeadlineClient,
+    DeadlineExceeded,
     TransportKind,
     make_transport,
     tls_context,
@@ -179,7 +180,9 @@ class CoordinatorBillingClient(BillingGateway):
                 method, path, json=json_body, content=content, params=params, headers=headers
             )
         except httpx.TimeoutException as exc:
-            message = f"coordinator billing {operation} timed out ({type(exc).__name__})"
+            # The deadline's own message says how long; httpx's per-phase timeouts are named by their class.
+            reason = str(exc) if isinstance(exc, DeadlineExceeded) else type(exc).__name__
+            message = f"coordinator billing {operation} timed out ({reason})"
             _log.warning(
                 "coordinator_billing_failed",
                 operation=operation,

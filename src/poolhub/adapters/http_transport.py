@@ -102,6 +102,19 @@ def _dropped_before_answering(exc: httpx.TransportError) -> bool:
     return isinstance(exc, httpx.RemoteProtocolError) and "without sending" in str(exc)
 
 
+def _unless_a_timeout(exc: httpx.ConnectTimeout, request: httpx.Request) -> httpx.TransportError:
+    """httpx-aiohttp reports every aiohttp connection error as ConnectTimeout: a refused connection, a
+    server that hung up, a reset. Logs and operators should read what happened, so name it properly."""
+    cause = exc.__cause__
+    if cause is None or isinstance(cause, TimeoutError):
+        return exc
+    if isinstance(cause, aiohttp.ClientConnectorError):
+        return httpx.ConnectError(f"cannot connect: {cause}", request=request)
+    if isinstance(cause, aiohttp.ServerDisconnectedError):
+        return httpx.RemoteProtocolError(f"server disconnected: {cause}", request=request)
+    return httpx.ReadError(f"connection failed: {type(cause).__name__}: {cause}", request=request)
+
+
 class DeadlineClient(httpx.AsyncClient):
     """`httpx.AsyncClient` with a total deadline per request and one harmless retry.
 
@@ -149,6 +162,11 @@ class DeadlineClient(httpx.AsyncClient):
     ) -> httpx.Response:
         try:
             return await super().send(request, stream=stream, auth=auth, follow_redirects=follow_redirects)
+        except httpx.ConnectTimeout as exc:
+            raise _unless_a_timeout(exc, request) from exc.__cause__
+        except ValueError as exc:
+            # aiohttp refuses a CR or LF in a header value (header injection) with a bare ValueError.
+            raise httpx.LocalProtocolError(f"invalid request: {exc}", request=request) from exc
         except aiohttp.ClientError as exc:
             # httpx-aiohttp maps connection and payload errors only; a malformed answer (bad status line,
             # oversized headers) would escape as aiohttp's own exception, which no caller expects.
