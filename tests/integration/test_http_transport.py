@@ -35,8 +35,8 @@ Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter, int], Awaitable[
 PRICES = UnitPrices.parse(DEFAULT_UNIT_PRICES)
 
 
-async def read_request(reader: asyncio.StreamReader) -> bytes | None:
-    """One request's body, or None when the client closed the connection."""
+async def read_request(reader: asyncio.StreamReader) -> tuple[bytes, bytes] | None:
+    """One request's head and body, or None when the client closed the connection."""
     try:
         head = await reader.readuntil(b"\r\n\r\n")
     except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
@@ -45,7 +45,7 @@ async def read_request(reader: asyncio.StreamReader) -> bytes | None:
     for line in head.split(b"\r\n"):
         if line.lower().startswith(b"content-length:"):
             length = int(line.split(b":", 1)[1])
-    return await reader.readexactly(length)
+    return head, await reader.readexactly(length)
 
 
 class Server:
@@ -55,16 +55,18 @@ class Server:
         self.handler = handler
         self.connections = 0
         self.bodies: list[bytes] = []
+        self.heads: list[bytes] = []
 
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
         number = 0
         try:
             while True:
-                body = await read_request(reader)
-                if body is None:
+                request = await read_request(reader)
+                if request is None:
                     break
-                self.bodies.append(body)
+                self.heads.append(request[0])
+                self.bodies.append(request[1])
                 number += 1
                 if not await self.handler(reader, writer, number):
                     break
@@ -260,6 +262,20 @@ async def test_a_large_request_body_arrives_whole() -> None:
     async with serving(ok) as (server, url), client(url) as http:
         assert (await http.post("/x", content=big)).status_code == 200
     assert server.bodies == [big]
+
+
+async def test_cookies_the_server_sets_are_never_sent_back() -> None:
+    async def sets_cookie(_: asyncio.StreamReader, writer: asyncio.StreamWriter, __: int) -> bool:
+        writer.write(b"HTTP/1.1 200 OK\r\nSet-Cookie: session=abc; Path=/\r\nContent-Length: 2\r\n\r\n{}")
+        await writer.drain()
+        return True
+
+    async with serving(sets_cookie) as (server, url), client(url) as http:
+        await http.get("/x")
+        await http.get("/x")
+        assert not http.cookies
+    assert len(server.heads) == 2
+    assert all(b"cookie:" not in head.lower() for head in server.heads)
 
 
 async def test_header_injection_is_refused() -> None:
