@@ -169,7 +169,6 @@ async def run_bench(
         api_key,
         max_connections=concurrency,
         transport_kind=transport,  # type: ignore[arg-type]  # checked against TRANSPORTS by main()
-        transport=_old_transport(concurrency) if transport == "keepalive-old" else None,
     )
     try:
         added, seed_seconds = await _timed(
@@ -215,12 +214,6 @@ async def run_bench(
         await engine.dispose()
 
 
-def _old_transport(concurrency: int) -> Any:
-    from poolhub.adapters.keepalive_old import KeepAliveTransport
-
-    return KeepAliveTransport(max_connections=concurrency, max_idle_connections=concurrency)
-
-
 def _run(coroutine: Awaitable[T]) -> tuple[T, str]:
     """Run on uvloop when it is installed (as `poolhub serve` does under uvicorn), else asyncio."""
     try:
@@ -233,7 +226,7 @@ def _run(coroutine: Awaitable[T]) -> tuple[T, str]:
 
 def _transports(text: str) -> list[str]:
     kinds = [part.strip() for part in text.split(",") if part.strip()]
-    unknown = sorted(set(kinds) - {*TRANSPORTS, "keepalive-old"})
+    unknown = sorted(set(kinds) - set(TRANSPORTS))
     if not kinds or unknown:
         sys.exit(f"poolhub: --transports takes a comma-separated list of {', '.join(TRANSPORTS)}")
     return kinds
