@@ -60,10 +60,15 @@ def make_transport(
     kind: TransportKind = DEFAULT_TRANSPORT,
     *,
     max_connections: int = 64,
-    keepalive_expiry_s: float = 5.0,
+    keepalive_expiry_s: float = 4.0,
     ssl_context: ssl.SSLContext | None = None,
 ) -> httpx.AsyncBaseTransport:
-    """A pooled keep-alive transport of the given kind; its connections close with the client."""
+    """A pooled keep-alive transport of the given kind; its connections close with the client.
+
+    Idle connections are dropped after `keepalive_expiry_s`, kept under the 5 s after which uvicorn (the
+    stub's server, and a common one) closes them, so that a request seldom goes out on a connection the
+    server is closing at that moment.
+    """
     if max_connections < 1 or keepalive_expiry_s < 0:
         raise ValueError("max_connections must be >= 1 and keepalive_expiry_s >= 0")
     context = ssl_context or tls_context()
@@ -94,10 +99,12 @@ def _dropped_before_answering(exc: httpx.TransportError) -> bool:
     """The server closed the connection after taking the request and before any byte of an answer.
 
     That is the keep-alive race: the server timed out a kept-alive connection just as a request went out
-    on it. httpcore says so with RemoteProtocolError; httpx-aiohttp maps aiohttp's ServerDisconnectedError
-    to another class, so look at the cause.
+    on it. httpcore says so with RemoteProtocolError, or a ReadError/WriteError when the close arrived as
+    a reset; httpx-aiohttp maps aiohttp's ServerDisconnectedError to another class, so look at the cause.
     """
     if isinstance(exc.__cause__, aiohttp.ServerDisconnectedError):
+        return True
+    if isinstance(exc, httpx.ReadError | httpx.WriteError):
         return True
     return isinstance(exc, httpx.RemoteProtocolError) and "without sending" in str(exc)
 
