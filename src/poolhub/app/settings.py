@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import ssl
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,6 +91,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     exploration_share: float = 0.1
     coordinator_billing_url: str = "http://localhost:8011"
     coordinator_api_key: str = ""
+    coordinator_ca_bundle: str = ""
+    coordinator_connect_timeout_seconds: float = 3.0
+    coordinator_timeout_seconds: float = 10.0
     sla_uptime_threshold: float = 95.0
     sla_response_time_threshold: float = 1000.0
     sla_completion_rate_threshold: float = 90.0
@@ -196,6 +200,17 @@ def _env(text: str) -> str:
     return value
 
 
+def _ca_bundle(text: str) -> str:
+    path = text.strip()
+    try:
+        # Loading it now turns a wrong path or a file without certificates into one start-up error line
+        # instead of a failed TLS handshake at the first sync.
+        ssl.create_default_context(cafile=path)
+    except (OSError, ssl.SSLError) as exc:
+        raise ValueError(f"cannot load it: {exc.strerror or exc}") from None
+    return path
+
+
 def _log_level(text: str) -> str:
     value = text.strip().upper()
     if value not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
@@ -224,6 +239,24 @@ _VARS = (
     _Var("EXPLORATION_SHARE", "exploration_share", _float(0, 1), "a share from 0 to 1"),
     _Var("COORDINATOR_BILLING_URL", "coordinator_billing_url", _url, "an http(s) URL"),
     _Var("COORDINATOR_API_KEY", "coordinator_api_key", _text, "the coordinator's API key"),
+    _Var(
+        "COORDINATOR_CA_BUNDLE",
+        "coordinator_ca_bundle",
+        _ca_bundle,
+        "a PEM file of CA certificates to trust for the coordinator's TLS",
+    ),
+    _Var(
+        "COORDINATOR_CONNECT_TIMEOUT_SECONDS",
+        "coordinator_connect_timeout_seconds",
+        _float(0, 300, strict_low=True),
+        "a number of seconds > 0 and <= 300",
+    ),
+    _Var(
+        "COORDINATOR_TIMEOUT_SECONDS",
+        "coordinator_timeout_seconds",
+        _float(0, 300, strict_low=True),
+        "a number of seconds > 0 and <= 300",
+    ),
     _Var("SLA_UPTIME_THRESHOLD", "sla_uptime_threshold", _float(0, 100), "a percentage from 0 to 100"),
     _Var("SLA_RESPONSE_TIME_THRESHOLD", "sla_response_time_threshold", _float(0), "milliseconds >= 0"),
     _Var(

@@ -31,7 +31,13 @@ class BillingProvider(Provider):
 
     @provide(scope=Scope.APP)
     async def coordinator_http(self, settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-        client = make_http_client(settings.coordinator_billing_url, settings.coordinator_api_key)
+        client = make_http_client(
+            settings.coordinator_billing_url,
+            settings.coordinator_api_key,
+            settings.coordinator_timeout_seconds,
+            connect_timeout_s=settings.coordinator_connect_timeout_seconds,
+            ca_bundle=settings.coordinator_ca_bundle or None,
+        )
         yield client
         await client.aclose()
 
