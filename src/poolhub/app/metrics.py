@@ -92,12 +92,16 @@ class Metrics:
             multiprocess_mode="liveall",
         )
 
-    def render(self) -> bytes:
+    def server_view(self) -> CollectorRegistry:
+        """The registry to read for the whole server: this process's own, or every worker's merged."""
         if multiprocess_dir() is None:
-            return generate_latest(self.registry)
+            return self.registry
         merged = CollectorRegistry()
         multiprocess.MultiProcessCollector(merged)  # type: ignore[no-untyped-call]
-        return generate_latest(merged)
+        return merged
+
+    def render(self) -> bytes:
+        return generate_latest(self.server_view())
 
     def close(self) -> None:
         """Drop this process's live gauges from the server's view (its counters stay in the sums)."""

@@ -1,4 +1,4 @@
-"""Match rate and p99 latency over a recent window, read from this process's own Prometheus counters."""
+"""Match rate and p99 latency over a recent window, read from the server's Prometheus counters."""
 
 from __future__ import annotations
 
@@ -55,7 +55,7 @@ def quantile_from_buckets(q: float, bounds: tuple[float, ...], counts: tuple[flo
 class MatchRateWindow:
     """Samples the match counters when asked and answers rate and p99 over about the last minute.
 
-    Per process, like /v1/metrics: with several workers each one answers for its own requests.
+    For the whole server, like /v1/metrics: with several workers their counters are summed.
     """
 
     def __init__(self, metrics: Metrics, clock: Callable[[], float] = time.monotonic) -> None:
@@ -65,7 +65,7 @@ class MatchRateWindow:
         self._samples: deque[_Sample] = deque(maxlen=MAX_SAMPLES)
 
     def _sample(self) -> _Sample:
-        registry = self._metrics.registry
+        registry = self._metrics.server_view()
         requests = registry.get_sample_value("poolhub_match_requests_total") or 0.0
         labels = [*(_le(b) for b in MATCH_LATENCY_BUCKETS_MS), "+Inf"]
         buckets = tuple(
