@@ -79,7 +79,10 @@ async def test_bounds_survive_on_optional_fields_and_list_items(hub: Hub) -> Non
     schemas = (await _document(hub))["components"]["schemas"]
     queue_len = schemas["MinerHeartbeat"]["properties"]["queue_len"]["anyOf"][0]
     assert (queue_len["minimum"], queue_len["maximum"]) == (0, 1_000_000)
-    item = schemas["MinerRegister"]["properties"]["tags"]["items"]
+    # v1.1: tags are a list of strings or (AITBC) an object; the bounds live on the list branch's items.
+    tags = schemas["MinerRegister"]["properties"]["tags"]["anyOf"]
+    assert {branch["type"] for branch in tags} == {"array", "object"}
+    item = next(branch for branch in tags if branch["type"] == "array")["items"]
     assert (item["minLength"], item["maxLength"]) == (1, 128)
     assert "\\x00" in item["pattern"]
     ts = schemas["MinerHeartbeat"]["properties"]["ts"]["anyOf"][0]
