@@ -262,3 +262,20 @@ async def test_the_openapi_schema_says_decimals_take_a_number_or_a_string(hub: H
     ]:
         kinds = {alt.get("type") for alt in schemas[struct]["properties"][field]["oneOf"]}
         assert {"string", "number"} <= kinds, (struct, field)
+        assert kinds == {"string", "number", "null"} if field != "quantity" else {"string", "number"}
+
+
+async def test_a_tags_object_holds_what_its_schema_says(hub: Hub) -> None:
+    # keys of at most 64 and values of at most 63 characters: every "key:value" fits a 128-character tag
+    longest = aitbc_body(tags={"k" * 64: "v" * 63})
+    assert (await hub.client.post("/v1/miners/register", json=longest)).status_code == 201
+    too_long = aitbc_body("shop-2", tags={"platform": "v" * 64})
+    response = await hub.client.post("/v1/miners/register", json=too_long)
+    assert response.status_code == 400
+    assert "tags" in response.text
+    schemas = (await hub.client.get("/schema/openapi.json")).json()["components"]["schemas"]
+    tags = schemas["MinerRegister"]["properties"]["tags"]["anyOf"]
+    values = next(branch for branch in tags if branch["type"] == "object")["additionalProperties"]["anyOf"]
+    assert {"type": "string", "maxLength": 63} in [
+        {k: v for k, v in alt.items() if k in ("type", "maxLength")} for alt in values
+    ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from tests.integration.conftest import Hub
+from tests.integration.conftest import Hub, miner_body
 
 CONTRACT = {
     "/v1/miners/register": {"post"},
@@ -79,7 +79,10 @@ async def test_bounds_survive_on_optional_fields_and_list_items(hub: Hub) -> Non
     schemas = (await _document(hub))["components"]["schemas"]
     queue_len = schemas["MinerHeartbeat"]["properties"]["queue_len"]["anyOf"][0]
     assert (queue_len["minimum"], queue_len["maximum"]) == (0, 1_000_000)
-    item = schemas["MinerRegister"]["properties"]["tags"]["items"]
+    # v1.1: tags are a list of strings or (AITBC) an object; the bounds live on the list branch's items.
+    tags = schemas["MinerRegister"]["properties"]["tags"]["anyOf"]
+    assert {branch["type"] for branch in tags} == {"array", "object"}
+    item = next(branch for branch in tags if branch["type"] == "array")["items"]
     assert (item["minLength"], item["maxLength"]) == (1, 128)
     assert "\\x00" in item["pattern"]
     ts = schemas["MinerHeartbeat"]["properties"]["ts"]["anyOf"][0]
@@ -111,3 +114,13 @@ async def test_every_operation_documents_its_errors(hub: Hub) -> None:
         for method, operation in operations.items():
             if path not in ("/livez", "/v1/metrics"):
                 assert "503" in operation["responses"], (method, path)
+
+
+async def test_registration_documents_that_a_price_is_needed(hub: Hub) -> None:
+    register = (await _document(hub))["components"]["schemas"]["MinerRegister"]
+    required = {tuple(alt["required"]) for alt in register["anyOf"]}
+    assert required == {("price_token_per_ksec",), ("base_price",)}
+    no_price = {k: v for k, v in miner_body("priceless").items() if k != "price_token_per_ksec"}
+    response = await hub.client.post("/v1/miners/register", json=no_price)
+    assert response.status_code == 400
+    assert "price_token_per_ksec" in response.json()["detail"]

@@ -28,7 +28,6 @@ from poolhub.app.http.controllers.sla import SlaController
 from poolhub.app.http.errors import EXCEPTION_HANDLERS
 from poolhub.app.http.middleware import access_log_middleware
 from poolhub.app.http.ratelimit import prune_expired, rate_limit_middleware
-from poolhub.app.http.schemas.common import DecimalSchemaPlugin
 from poolhub.app.http.strict import StrictRequest
 from poolhub.app.ioc.container import make_container
 from poolhub.app.runtime.background import Background
@@ -125,7 +124,6 @@ def create_app(settings: Settings, container: AsyncContainer | None = None) -> L
         lifespan=[lifespan, sla_penalty_lifespan(container)],
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=[access_log_middleware, *rate_limit_middleware(settings)],
-        plugins=[DecimalSchemaPlugin()],
         request_max_body_size=MAX_BODY_BYTES,
         request_class=StrictRequest,
         logging_config=None,

@@ -17,7 +17,7 @@ from litestar import Litestar
 from litestar._openapi.plugin import OpenAPIPlugin
 from litestar.handlers import HTTPRouteHandler
 
-from poolhub.app.http.schemas.common import Base, Problem
+from poolhub.app.http.schemas.common import Base, DecimalRule, Problem, decimal_json_schema, decimal_rules
 
 _DESCRIPTIONS: Final[dict[int, str]] = {
     400: "bad input: `detail` and `extra` name the field; nothing changed",
@@ -42,6 +42,8 @@ _EXTRA: Final[dict[tuple[str, str], frozenset[int]]] = {
     ("POST", "/sla/billing/usage/record"): frozenset({409}),
     ("POST", "/sla/billing/sync"): frozenset({502}),
 }
+# Objects that need one of two optional fields (under either name), which msgspec cannot say.
+_ONE_OF_NAMES: Final[dict[str, tuple[str, ...]]] = {"MinerRegister": ("price_token_per_ksec", "base_price")}
 # Answered from memory, never touching the database.
 _NO_DATABASE: Final = frozenset({"/livez", "/v1/metrics"})
 _NO_INPUT_STATUS: Final = frozenset({"/livez", "/readyz", "/v1/health", "/v1/metrics"})
@@ -56,6 +58,36 @@ def _structs() -> list[type[Base]]:
             found.append(sub)
             stack.append(sub)
     return sorted({cls for cls in found if cls.__module__.startswith("poolhub.")}, key=lambda c: c.__name__)
+
+
+def _decimal_property(prop: dict[str, Any], rule: DecimalRule) -> dict[str, Any]:
+    """A decimal field as it is decoded: a number or a decimal string (msgspec says only string)."""
+    alternatives = prop.get("anyOf", [prop])
+    inner = next(alt for alt in alternatives if alt.get("type") != "null")
+    nullable = len(alternatives) > 1
+    descriptions = [d for d in (prop.get("description"), inner.get("description")) if d]
+    refined: dict[str, Any] = {"description": "; ".join(dict.fromkeys(descriptions))} if descriptions else {}
+    if "examples" in inner:
+        refined["examples"] = inner["examples"]
+    if "default" in prop:
+        refined["default"] = prop["default"]
+    refined["oneOf"] = [*decimal_json_schema(rule), *([{"type": "null"}] if nullable else [])]
+    return refined
+
+
+def _refine_decimals(components: dict[str, Any], structs: list[type[Base]]) -> None:
+    for struct in structs:
+        names = {field.name: field.encode_name for field in msgspec.structs.fields(struct)}
+        properties = components[struct.__name__]["properties"]
+        for name, rule in decimal_rules(struct):
+            properties[names[name]] = _decimal_property(properties[names[name]], rule)
+
+
+def _require_one_name(components: dict[str, Any]) -> None:
+    for struct, names in _ONE_OF_NAMES.items():
+        components[struct]["anyOf"] = [
+            {"required": [name], "properties": {name: {"not": {"type": "null"}}}} for name in names
+        ]
 
 
 def _handlers(app: Litestar) -> Iterator[tuple[str, str, HTTPRouteHandler]]:
@@ -84,7 +116,10 @@ def _statuses(path: str, method: str, handler: HTTPRouteHandler) -> set[int]:
 def refine(schema: dict[str, Any], app: Litestar) -> dict[str, Any]:
     """The generated document, with msgspec's schemas, optional bodies optional and every error listed."""
     document = copy.deepcopy(schema)
-    _, components = msgspec.json.schema_components(_structs(), ref_template="#/components/schemas/{name}")
+    structs = _structs()
+    _, components = msgspec.json.schema_components(structs, ref_template="#/components/schemas/{name}")
+    _refine_decimals(components, structs)
+    _require_one_name(components)
     schemas = document.setdefault("components", {}).setdefault("schemas", {})
     schemas.update(components)
     problem = {"$ref": f"#/components/schemas/{Problem.__name__}"}

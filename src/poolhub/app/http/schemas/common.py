@@ -11,10 +11,7 @@ from typing import Annotated, Any, TypeVar
 
 import msgspec
 from litestar import Response
-from litestar.openapi.spec import OpenAPIType, Schema
 from litestar.params import QueryParameter
-from litestar.plugins import OpenAPISchemaPlugin
-from litestar.typing import FieldDefinition
 from msgspec import Meta
 
 T = TypeVar("T")
@@ -89,31 +86,17 @@ def decimal_meta(rule: DecimalRule, description: str, example: str) -> Meta:
     )
 
 
-class DecimalSchemaPlugin(OpenAPISchemaPlugin):
-    """Documents a decimal field as what it accepts, a JSON number or a decimal string (Litestar alone
-    would say string)."""
+def decimal_json_schema(rule: DecimalRule) -> list[dict[str, Any]]:
+    """The JSON Schema alternatives of a decimal input: a plain decimal string, or a JSON number in range.
 
-    @staticmethod
-    def is_plugin_supported_type(value: Any) -> bool:
-        return False
-
-    def is_plugin_supported_field(self, field_definition: FieldDefinition) -> bool:
-        return _rule_in_metadata(field_definition.metadata) is not None
-
-    def to_openapi_schema(self, field_definition: FieldDefinition, schema_creator: Any) -> Schema:
-        rule = _rule_in_metadata(field_definition.metadata)
-        assert rule is not None
-        pattern = rf"^[0-9]{{1,{rule.integer_digits}}}(\.[0-9]{{1,{rule.places}}})?$"
-        return Schema(
-            one_of=[
-                Schema(type=OpenAPIType.STRING, pattern=pattern),
-                Schema(type=OpenAPIType.NUMBER, minimum=0, exclusive_maximum=10**rule.integer_digits),
-            ]
-        )
-
-
-def _rule_in_metadata(metadata: Any) -> DecimalRule | None:
-    return next((m for m in metadata or () if isinstance(m, DecimalRule)), None)
+    The string pattern admits only what the rule accepts; the number's decimal places cannot be stated in
+    JSON Schema (a float `multipleOf` is inexact), so they are only in the field's description.
+    """
+    pattern = rf"^[0-9]{{1,{rule.integer_digits}}}(\.[0-9]{{1,{rule.places}}})?$"
+    return [
+        {"type": "string", "pattern": pattern},
+        {"type": "number", "minimum": 0, "exclusiveMaximum": 10**rule.integer_digits},
+    ]
 
 
 PRICE_RULE = DecimalRule(integer_digits=15)
@@ -135,14 +118,14 @@ Limit = Annotated[int, QueryParameter(ge=1, le=500, description="page size (1-50
 class Base(msgspec.Struct, forbid_unknown_fields=False, omit_defaults=False):
     def __post_init__(self) -> None:
         # msgspec turns a ValueError raised here into a 400 naming the rule that failed.
-        for name, rule in _decimal_rules(type(self)):
+        for name, rule in decimal_rules(type(self)):
             value = getattr(self, name)
             if value is not None:
                 setattr(self, name, rule.check(name, value))
 
 
 @functools.cache
-def _decimal_rules(cls: type[Base]) -> tuple[tuple[str, DecimalRule], ...]:
+def decimal_rules(cls: type[Base]) -> tuple[tuple[str, DecimalRule], ...]:
     hints = typing.get_type_hints(cls, include_extras=True)
     found = ((name, _rule_in(hint)) for name, hint in hints.items())
     return tuple((name, rule) for name, rule in found if rule is not None)

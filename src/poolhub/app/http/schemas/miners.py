@@ -24,12 +24,14 @@ from poolhub.app.http.schemas.common import (
 )
 
 TagKey = Annotated[str, text(64, 1)]
-TagValue = Annotated[str, text(127)] | int | float | bool
+# 64 + ":" + 63 keeps every stored "key:value" within a tag's 128 characters, so the schema says it all.
+TagValue = Annotated[str, text(63)] | int | float | bool
 TagObject = Annotated[
     dict[TagKey, TagValue],
     Meta(
         max_length=64,
-        description='the AITBC form: {"platform": "CUDA", "cuda": "535.x"}, stored as "key:value" tags',
+        description='the AITBC form: {"platform": "CUDA", "cuda": "535.x"}, stored as "key:value" tags '
+        "(keys of 1-64 characters, string values of at most 63)",
     ),
 ]
 
