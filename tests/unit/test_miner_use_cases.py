@@ -7,10 +7,9 @@ from decimal import Decimal
 
 import pytest
 
+from poolhub.adapters.live import LiveDirectory
 from poolhub.domain.billing import UnitPrices
-from poolhub.domain.directory import MinerDirectory
 from poolhub.domain.errors import AuthenticationError, MinerNotFoundError
-from poolhub.domain.match_log import MatchLog
 from poolhub.domain.model import LeasePolicy, MinerSpec
 from poolhub.domain.ports import MatchRecord
 from poolhub.domain.security import hash_token
@@ -18,6 +17,7 @@ from poolhub.domain.trust import Outcome, TrustPolicy
 from poolhub.domain.use_cases.record_feedback import Feedback, RecordFeedback
 from poolhub.domain.use_cases.register_miner import RegisterMiners, Registration, ServerSecret, SessionGrant
 from tests.fakes import (
+    FakeChangeLog,
     FakeFeedbackRepository,
     FakeMatchRecordRepository,
     FakeMinerRepository,
@@ -51,10 +51,10 @@ class World:
         self.sessions = FakeSessionRepository()
         self.presence = FakePresenceRepository()
         self.uow = FakeUnitOfWork()
-        self.directory = MinerDirectory(LeasePolicy(120, 60), TrustPolicy())
+        self.directory = LiveDirectory(LeasePolicy(120, 60), TrustPolicy(), self.clock)
+        self.changes = FakeChangeLog()
         self.feedback = FakeFeedbackRepository()
         self.ledger = FakeUsageLedger()
-        self.log = MatchLog()
         self.matches = FakeMatchRecordRepository()
 
     def register(self) -> RegisterMiners:
@@ -67,6 +67,7 @@ class World:
             self.clock,
             SequentialTokens(),
             ServerSecret("secret"),
+            self.changes,
         )
 
     def record_feedback(self) -> RecordFeedback:
@@ -77,9 +78,9 @@ class World:
             self.ledger,
             self.uow,
             self.directory,
-            self.log,
             UnitPrices.parse("gpu_hours:0.50,compute_hours:0.30,api_calls:0.0001"),
             self.clock,
+            self.changes,
         )
 
 
@@ -142,7 +143,7 @@ async def test_only_refused_registrations_commit_nothing(world: World) -> None:
 
 async def test_a_completed_job_moves_trust_and_bills_compute_and_gpu_hours(world: World) -> None:
     await world.register().execute([Registration(spec("m-1", gpu_count=4), "api-key-0123456789")])
-    world.log.add(MatchRecord("job-1", "acme", world.clock.now(), {}, [], "", 1, 1))
+    world.directory.record_match(MatchRecord("job-1", "acme", world.clock.now(), {}, [], "", 1, 1))
     result = await world.record_feedback().execute(
         Feedback("job-1", "m-1", Outcome.COMPLETED, duration_ms=1_800_000)
     )

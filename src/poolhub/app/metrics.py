@@ -43,6 +43,18 @@ class Metrics:
         self.pending_beats = Gauge(
             "poolhub_pending_beats", "Beats applied in memory and not yet flushed", registry=self.registry
         )
+        self.writebehind_dropped = Counter(
+            "poolhub_writebehind_dropped",
+            "Queued writes given up: rows the database refused, or items past a full queue, by kind",
+            ["kind"],
+            registry=self.registry,
+        )
+        self.writebehind_depth = Gauge(
+            "poolhub_writebehind_depth",
+            "Items waiting in a write-behind queue, by kind",
+            ["kind"],
+            registry=self.registry,
+        )
         self.sla_violations_open = Gauge(
             "poolhub_sla_violations_open", "Open SLA violations by type", ["type"], registry=self.registry
         )

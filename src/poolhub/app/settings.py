@@ -45,6 +45,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     billing_sync_interval_hours: float = 1.0
     billing_unit_prices: UnitPrices = UnitPrices.parse(DEFAULT_UNIT_PRICES)
     sla_collection_interval_seconds: float = 300.0
+    writebehind_queue_max: int = 100_000
     log_level: str = "INFO"
 
     def missing_secrets(self) -> list[str]:
@@ -155,6 +156,12 @@ _VARS = (
         "sla_collection_interval_seconds",
         _float(0, strict_low=True),
         "a number of seconds > 0",
+    ),
+    _Var(
+        "WRITEBEHIND_QUEUE_MAX",
+        "writebehind_queue_max",
+        _int(1),
+        "a whole number of queued items >= 1",
     ),
     _Var("LOG_LEVEL", "log_level", _log_level, "one of DEBUG, INFO, WARNING, ERROR"),
 )

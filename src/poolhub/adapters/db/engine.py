@@ -27,12 +27,13 @@ def redacted_url(url: str) -> str:
 def make_engine(url: str) -> AsyncEngine:
     ensure_sqlite_directory(url)
     if make_url(url).get_backend_name() == "sqlite":
-        engine = create_async_engine(url, connect_args={"timeout": 30})
+        engine = create_async_engine(url, connect_args={"timeout": 30}, hide_parameters=True)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         event.listen(engine.sync_engine, "begin", _sqlite_begin_immediate)
         return engine
     # No pre-ping: it costs a round trip per checkout; a dead connection fails one request and is replaced.
-    return create_async_engine(url, pool_size=10, max_overflow=20, pool_recycle=1800)
+    # hide_parameters: errors and logs name the statement, never the values (tokens, keys, tenants).
+    return create_async_engine(url, pool_size=10, max_overflow=20, pool_recycle=1800, hide_parameters=True)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

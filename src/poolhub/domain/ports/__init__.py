@@ -7,6 +7,7 @@ from poolhub.domain.ports.billing import (
     RetryMark,
     UsageLedger,
 )
+from poolhub.domain.ports.live import ChangeKind, ChangeLog, LiveState
 from poolhub.domain.ports.matching import (
     FeedbackEntry,
     FeedbackRepository,
@@ -30,10 +31,13 @@ __all__ = [
     "BillingGateway",
     "BillingLedger",
     "CapacityRepository",
+    "ChangeKind",
+    "ChangeLog",
     "Clock",
     "FeedbackEntry",
     "FeedbackRepository",
     "FeedbackWindowStats",
+    "LiveState",
     "MatchRecord",
     "MatchRecordRepository",
     "MinerRepository",

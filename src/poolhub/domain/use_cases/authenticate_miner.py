@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from poolhub.domain.directory import MinerDirectory
 from poolhub.domain.errors import AuthenticationError, ForbiddenError
 from poolhub.domain.model import Miner
-from poolhub.domain.ports import Clock, TokenLookup
+from poolhub.domain.ports import Clock, LiveState, TokenLookup
 from poolhub.domain.security import hash_token, same_secret
 
 
@@ -32,7 +31,7 @@ class AuthenticateMiner:
     """
 
     def __init__(
-        self, directory: MinerDirectory, lookup: TokenLookup, clock: Clock, other_roles: OtherRoleSecrets
+        self, directory: LiveState, lookup: TokenLookup, clock: Clock, other_roles: OtherRoleSecrets
     ) -> None:
         self._directory = directory
         self._lookup = lookup
@@ -53,7 +52,7 @@ class AuthenticateMiner:
             if self._directory.get(miner_id) is None:
                 stored = await self._lookup.miner(miner_id)
                 if stored is not None:
-                    self._directory.merge([stored], self._clock.now())
+                    self._directory.adopt([stored], self._clock.now())
             self._directory.remember_token(token_hash, miner_id)
         miner = self._directory.get(miner_id)
         now = self._clock.now()

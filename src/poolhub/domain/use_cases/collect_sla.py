@@ -6,12 +6,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
-from poolhub.domain.directory import MinerDirectory
 from poolhub.domain.model import LeasePolicy
 from poolhub.domain.ports import (
     CapacityRepository,
+    ChangeKind,
+    ChangeLog,
     Clock,
     FeedbackWindowStats,
+    LiveState,
     MinerSlaFacts,
     SlaRepository,
     StoredSnapshot,
@@ -103,11 +105,13 @@ class CollectSla:
         capacity: CapacityRepository,
         planner: CapacityPlanner,
         uow: UnitOfWork,
-        directory: MinerDirectory,
+        directory: LiveState,
         lease: LeasePolicy,
         clock: Clock,
         policy: SlaPolicy,
+        changes: ChangeLog,
     ) -> None:
+        self._changes = changes
         self._sla = sla
         self._capacity = capacity
         self._planner = planner
@@ -118,10 +122,12 @@ class CollectSla:
         self._policy = policy
 
     async def execute(self) -> CollectionReport:
+        # Every beat this process acknowledged before the collection began is in what it reads.
+        await self._directory.flush()
         now = self._clock.now()
         window_start = now - timedelta(hours=self._policy.window_hours)
         facts = await self._sla.miner_facts()
-        presence = await self._sla.presence(window_start, now)
+        presence = open_live_intervals(await self._sla.presence(window_start, now), self._online_since(now))
         feedback = await self._sla.feedback_stats(window_start, now)
         measurements = measure_miners(facts, presence, feedback, window_start, now, self._policy)
 
@@ -143,6 +149,7 @@ class CollectSla:
         )
         resolved = await self._sla.resolve_violations(plan.to_resolve)
         await self._sla.prune_metrics(now - METRICS_RETENTION)
+        await self._changes.record(ChangeKind.PENALTIES, [None], now)
         await self._uow.commit()
 
         open_by_type = apply_open_violations(await self._sla.open_violation_keys(), self._directory)
@@ -154,3 +161,23 @@ class CollectSla:
             capacity=stored,
             open_by_type=open_by_type,
         )
+
+    def _online_since(self, now: datetime) -> dict[str, datetime]:
+        online: dict[str, datetime] = {}
+        for miner in self._directory.miners():
+            if self._directory.is_online(miner, now) and miner.status.online_since is not None:
+                online[miner.miner_id] = miner.status.online_since
+        return online
+
+
+def open_live_intervals(
+    presence: Mapping[str, Sequence[Interval]], online_since: Mapping[str, datetime]
+) -> dict[str, list[Interval]]:
+    """A miner online now has an open interval: its stored end (written every few seconds) lags, so
+    the interval it began at `online_since` counts up to the collection's `now`."""
+    opened: dict[str, list[Interval]] = {m: list(intervals) for m, intervals in presence.items()}
+    for miner_id, since in online_since.items():
+        intervals = opened.setdefault(miner_id, [])
+        kept = [i for i in intervals if i.start != since]
+        opened[miner_id] = [*kept, Interval(start=since, end=None)]
+    return opened

@@ -6,10 +6,12 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
 
-from poolhub.domain.directory import MinerDirectory
 from poolhub.domain.model import Miner
 from poolhub.domain.ports import (
+    ChangeKind,
+    ChangeLog,
     Clock,
+    LiveState,
     MinerRepository,
     PresenceRepository,
     SessionRepository,
@@ -51,7 +53,7 @@ def _changes(**values: object) -> dict[str, object]:
 class ApplyBeat:
     """The in-memory half of a beat, shared by HTTP and WebSocket; process-wide, no database."""
 
-    def __init__(self, directory: MinerDirectory, clock: Clock) -> None:
+    def __init__(self, directory: LiveState, clock: Clock) -> None:
         self._directory = directory
         self._clock = clock
 
@@ -96,16 +98,18 @@ class UpdateMinerStatus:
     def __init__(
         self,
         authenticate: AuthenticateMiner,
-        directory: MinerDirectory,
+        directory: LiveState,
         miners: MinerRepository,
         uow: UnitOfWork,
         clock: Clock,
+        changes: ChangeLog,
     ) -> None:
         self._authenticate = authenticate
         self._directory = directory
         self._miners = miners
         self._uow = uow
         self._clock = clock
+        self._changes = changes
 
     async def execute(self, token: str | None, update: StatusUpdate) -> datetime:
         auth = await self._authenticate.execute(token)
@@ -113,8 +117,13 @@ class UpdateMinerStatus:
         miner_id = auth.miner.miner_id
         price = update.price_token_per_ksec
         if price is not None and price != auth.miner.spec.price_token_per_ksec:
-            await self._miners.save_price(miner_id, price, now)
-            await self._uow.commit()
+
+            async def save() -> None:
+                await self._miners.save_price(miner_id, price, now)
+                await self._changes.record(ChangeKind.SPEC, [miner_id], now)
+                await self._uow.commit()
+
+            await self._uow.run(save)
             current = self._directory.get(miner_id) or auth.miner
             spec = replace(current.spec, price_token_per_ksec=price)
             self._directory.put(replace(current, spec=spec), now)
@@ -132,11 +141,12 @@ class RenewLease:
     def __init__(
         self,
         authenticate: AuthenticateMiner,
-        directory: MinerDirectory,
+        directory: LiveState,
         sessions: SessionRepository,
         uow: UnitOfWork,
         clock: Clock,
         tokens: TokenSource,
+        changes: ChangeLog,
     ) -> None:
         self._authenticate = authenticate
         self._directory = directory
@@ -144,18 +154,25 @@ class RenewLease:
         self._uow = uow
         self._clock = clock
         self._tokens = tokens
+        self._changes = changes
 
     async def execute(self, token: str | None) -> RenewedSession:
         auth = await self._authenticate.execute(token)
         miner_id = auth.miner.miner_id
         now = self._clock.now()
         lease = self._directory.lease
-        revoked = await self._sessions.revoke_all_of([miner_id], now)
         new_token = self._tokens.new_token()
         new_hash = hash_token(new_token)
         status = lease.beat(auth.miner.status, now)
-        await self._sessions.create_many([(new_hash, miner_id, now, lease.token_expires_at(status))])
-        await self._uow.commit()
+
+        async def save() -> list[str]:
+            revoked = await self._sessions.revoke_all_of([miner_id], now)
+            await self._sessions.create_many([(new_hash, miner_id, now, lease.token_expires_at(status))])
+            await self._changes.record(ChangeKind.REVOKED, [miner_id], now)
+            await self._uow.commit()
+            return revoked
+
+        revoked = await self._uow.run(save)
         self._directory.forget_tokens([*revoked, auth.token_hash])
         self._directory.remember_token(new_hash, miner_id)
         updated = self._directory.beat(miner_id, now)
@@ -168,12 +185,13 @@ class LogoutMiner:
     def __init__(
         self,
         authenticate: AuthenticateMiner,
-        directory: MinerDirectory,
+        directory: LiveState,
         miners: MinerRepository,
         sessions: SessionRepository,
         presence: PresenceRepository,
         uow: UnitOfWork,
         clock: Clock,
+        changes: ChangeLog,
     ) -> None:
         self._authenticate = authenticate
         self._directory = directory
@@ -182,18 +200,24 @@ class LogoutMiner:
         self._presence = presence
         self._uow = uow
         self._clock = clock
+        self._changes = changes
 
     async def execute(self, token: str | None) -> None:
         auth = await self._authenticate.execute(token)
         miner = auth.miner
         now = self._clock.now()
-        lease = self._directory.lease
-        status = lease.logout(miner.status, now)
-        revoked = await self._sessions.revoke_all_of([miner.miner_id], now)
-        await self._miners.save_statuses([(miner.miner_id, status)], now)
-        if status.online_since is not None:
-            await self._presence.record([(miner.miner_id, status.online_since, now)])
-        await self._uow.commit()
+        status = self._directory.lease.logout(miner.status, now)
+
+        async def save() -> list[str]:
+            # Status, then sessions, then presence: the order the beat flusher locks them in.
+            await self._miners.save_statuses([(miner.miner_id, status)], now)
+            revoked = await self._sessions.revoke_all_of([miner.miner_id], now)
+            if status.online_since is not None:
+                await self._presence.record([(miner.miner_id, status.online_since, now)])
+            await self._changes.record(ChangeKind.LOGOUT, [miner.miner_id], now)
+            await self._uow.commit()
+            return revoked
+
+        revoked = await self._uow.run(save)
         self._directory.forget_tokens([*revoked, auth.token_hash])
-        self._directory.drop_pending(miner.miner_id)
         self._directory.put(replace(miner, status=status), now)

@@ -6,11 +6,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from poolhub.domain.directory import MinerDirectory
 from poolhub.domain.errors import AuthenticationError, DomainError
 from poolhub.domain.model import Miner, MinerSpec, Trust
 from poolhub.domain.ports import (
+    ChangeKind,
+    ChangeLog,
     Clock,
+    LiveState,
     MinerRepository,
     PresenceRepository,
     SessionRepository,
@@ -57,10 +59,11 @@ class RegisterMiners:
         sessions: SessionRepository,
         presence: PresenceRepository,
         uow: UnitOfWork,
-        directory: MinerDirectory,
+        directory: LiveState,
         clock: Clock,
         tokens: TokenSource,
         secret: ServerSecret,
+        changes: ChangeLog,
     ) -> None:
         self._miners = miners
         self._sessions = sessions
@@ -70,8 +73,12 @@ class RegisterMiners:
         self._clock = clock
         self._tokens = tokens
         self._secret = secret
+        self._changes = changes
 
     async def execute(self, registrations: Sequence[Registration]) -> list[SessionGrant | DomainError]:
+        return await self._uow.run(lambda: self._execute(registrations))
+
+    async def _execute(self, registrations: Sequence[Registration]) -> list[SessionGrant | DomainError]:
         ids = [r.spec.miner_id for r in registrations]
         if len(set(ids)) != len(ids):
             raise ValueError("a batch must not register the same miner twice")
@@ -124,9 +131,21 @@ class RegisterMiners:
         if not accepted:
             return outcomes
 
-        reregistered = [m.miner_id for m, _, _ in accepted if m.miner_id in stored_hashes]
-        await self._miners.save_registrations([(miner, key_hash) for miner, key_hash, _ in accepted])
-        revoked = await self._sessions.revoke_all_of(reregistered, now) if reregistered else []
+        saved = await self._miners.save_registrations([(miner, key_hash) for miner, key_hash, _ in accepted])
+        # A miner another key registered meanwhile (on any process) was not written: refuse it alone.
+        for position, outcome in enumerate(outcomes):
+            miner_id = registrations[position].spec.miner_id
+            if isinstance(outcome, SessionGrant) and miner_id not in saved:
+                outcomes[position] = AuthenticationError(
+                    f"api_key does not match the one miner '{miner_id}' registered with"
+                )
+        accepted = [item for item in accepted if item[0].miner_id in saved]
+        if not accepted:
+            await self._uow.rollback()
+            return outcomes
+        # Every earlier token of these miners ends here (a first registration has none), so a miner
+        # registered concurrently under the same key still ends with exactly one live token.
+        revoked = await self._sessions.revoke_all_of(sorted(saved), now)
         await self._sessions.create_many(
             [
                 (token_hash, miner.miner_id, now, lease.token_expires_at(miner.status))
@@ -136,11 +155,11 @@ class RegisterMiners:
         await self._presence.record(
             [(m.miner_id, m.status.online_since or now, lease.presence_end(m.status)) for m, _, _ in accepted]
         )
+        await self._changes.record(ChangeKind.REGISTERED, [m.miner_id for m, _, _ in accepted], now)
         await self._uow.commit()
 
         self._directory.forget_tokens(revoked)
         for miner, _, token_hash in accepted:
-            self._directory.drop_pending(miner.miner_id)
             self._directory.put(miner, now)
             self._directory.remember_token(token_hash, miner.miner_id)
         return outcomes

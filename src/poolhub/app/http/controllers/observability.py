@@ -10,8 +10,7 @@ from litestar.status_codes import HTTP_200_OK, HTTP_503_SERVICE_UNAVAILABLE
 from poolhub.app.http.schemas.miners import Health
 from poolhub.app.metrics import Metrics
 from poolhub.app.runtime.background import DatabaseProbe
-from poolhub.domain.directory import MinerDirectory
-from poolhub.domain.ports import Clock
+from poolhub.domain.ports import Clock, LiveState
 
 
 class ObservabilityController(Controller):
@@ -30,7 +29,7 @@ class ObservabilityController(Controller):
     @inject
     async def health(
         self,
-        directory: FromDishka[MinerDirectory],
+        directory: FromDishka[LiveState],
         probe: FromDishka[DatabaseProbe],
         clock: FromDishka[Clock],
     ) -> Response[Health]:
@@ -47,9 +46,11 @@ class ObservabilityController(Controller):
     @get("/metrics", summary="Prometheus text exposition", media_type="text/plain; version=0.0.4")
     @inject
     async def metrics(
-        self, metrics: FromDishka[Metrics], directory: FromDishka[MinerDirectory], clock: FromDishka[Clock]
+        self, metrics: FromDishka[Metrics], directory: FromDishka[LiveState], clock: FromDishka[Clock]
     ) -> bytes:
         metrics.miners_online.set(directory.online_count(clock.now()))
         metrics.miners_registered.set(len(directory))
-        metrics.pending_beats.set(directory.pending_count())
+        metrics.pending_beats.set(directory.pending_beats())
+        metrics.writebehind_depth.labels(kind="beat").set(directory.pending_beats())
+        metrics.writebehind_depth.labels(kind="match_record").set(directory.pending_match_records())
         return metrics.render()
