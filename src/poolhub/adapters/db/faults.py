@@ -1,20 +1,20 @@
-"""Which database failures are whose fault: a transient conflict, an outage, or a row the database refuses."""
+"""Which database failures are whose fault: a lost race, a row the database refuses, or an outage."""
 
 from __future__ import annotations
 
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, StatementError
+import asyncpg
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, StatementError
 
 # Serialization failure and deadlock: the transaction lost a race and may simply run again.
 RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})
+# Data exception, integrity constraint violation: this row's values are at fault, not the database.
+ROW_FAULT_CLASSES = ("22", "23")
 
 
 def sqlstate(exc: BaseException) -> str | None:
-    """The SQLSTATE behind a SQLAlchemy error, whatever the driver (asyncpg or aiosqlite)."""
-    candidates: list[object] = [exc, getattr(exc, "orig", None)]
+    """The SQLSTATE behind a SQLAlchemy or driver error, whatever the driver (asyncpg or aiosqlite)."""
     orig = getattr(exc, "orig", None)
-    if orig is not None:
-        candidates.append(orig.__cause__)
-    for candidate in candidates:
+    for candidate in (exc, orig, getattr(orig, "__cause__", None)):
         for attribute in ("sqlstate", "pgcode"):
             value = getattr(candidate, attribute, None)
             if isinstance(value, str) and value:
@@ -26,13 +26,21 @@ def is_retryable(exc: BaseException) -> bool:
     return isinstance(exc, DBAPIError) and sqlstate(exc) in RETRYABLE_SQLSTATES
 
 
-def is_outage(exc: BaseException) -> bool:
-    """The database could not be reached or answered nothing usable: retry later, drop nothing."""
-    if is_retryable(exc):
-        return False
-    return isinstance(exc, OperationalError | InterfaceError | ConnectionError | TimeoutError | OSError)
-
-
 def is_row_fault(exc: BaseException) -> bool:
-    """The statement reached the database (or the driver) and its data was refused: retrying cannot help."""
-    return isinstance(exc, StatementError) and not is_outage(exc) and not is_retryable(exc)
+    """The database (or the driver, binding the values) refused this data: retrying cannot help."""
+    if isinstance(exc, DBAPIError):
+        state = sqlstate(exc)
+        if state is not None:
+            return state.startswith(ROW_FAULT_CLASSES)
+        return isinstance(exc, DataError | IntegrityError)  # SQLite: no SQLSTATE
+    # A value the driver could not bind never reached the database.
+    return isinstance(exc, StatementError)
+
+
+def is_outage(exc: BaseException) -> bool:
+    """The database could not be reached or could not serve now: answer 503, retry later, drop nothing."""
+    if is_retryable(exc) or is_row_fault(exc):
+        return False
+    return isinstance(
+        exc, DBAPIError | asyncpg.PostgresError | asyncpg.InterfaceError | OSError | TimeoutError
+    )

@@ -122,9 +122,9 @@ class CollectSla:
         self._policy = policy
 
     async def execute(self) -> CollectionReport:
+        now = self._clock.now()
         # Every beat this process acknowledged before the collection began is in what it reads.
         await self._directory.flush()
-        now = self._clock.now()
         window_start = now - timedelta(hours=self._policy.window_hours)
         facts = await self._sla.miner_facts()
         presence = open_live_intervals(await self._sla.presence(window_start, now), self._online_since(now))

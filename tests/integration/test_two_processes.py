@@ -1,0 +1,227 @@
+"""Two `poolhub serve` processes on one PostgreSQL database: what one acknowledges, the other applies.
+
+Skipped without POOLHUB_TEST_DATABASE_URL: SQLite cannot be shared well by separate server processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from poolhub.adapters.db.models import MinerStatusRow, UsageRecordRow
+from poolhub.app.tools.hubproc import (
+    ADMIN_TOKEN,
+    COORDINATOR_SECRET,
+    HubProcess,
+    create_database,
+    drop_database,
+    start_hub,
+)
+from tests.integration.conftest import bearer, miner_body
+
+PG_URL = os.environ.get("POOLHUB_TEST_DATABASE_URL")
+pytestmark = pytest.mark.skipif(
+    PG_URL is None, reason="two processes need PostgreSQL (POOLHUB_TEST_DATABASE_URL)"
+)
+
+APPLIED_WITHIN_SEC = 1.0
+
+
+@dataclass
+class Pair:
+    database_url: str
+    a: httpx.AsyncClient
+    b: httpx.AsyncClient
+
+
+@pytest.fixture(scope="module")
+async def processes(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> AsyncIterator[tuple[str, HubProcess, HubProcess]]:
+    assert PG_URL is not None
+    url = await create_database(PG_URL, prefix="poolhub_two")
+    logs = tmp_path_factory.mktemp("hubs")
+    hubs: list[HubProcess] = []
+    try:
+        hubs.append(await start_hub(url, log_path=Path(logs / "a.log")))
+        hubs.append(await start_hub(url, log_path=Path(logs / "b.log")))
+        yield url, hubs[0], hubs[1]
+    finally:
+        for hub in hubs:
+            await asyncio.to_thread(hub.stop)
+        await drop_database(url)
+
+
+@pytest.fixture
+async def pair(processes: tuple[str, HubProcess, HubProcess]) -> AsyncIterator[Pair]:
+    url, a, b = processes
+    async with (
+        httpx.AsyncClient(base_url=a.url, timeout=30) as ca,
+        httpx.AsyncClient(base_url=b.url, timeout=30) as cb,
+    ):
+        yield Pair(url, ca, cb)
+
+
+async def online_on(client: httpx.AsyncClient, miner_id: str) -> bool | None:
+    listed = (await client.get("/v1/miners", params={"limit": 500}, headers=bearer(ADMIN_TOKEN))).json()
+    for miner in listed:
+        if miner["miner_id"] == miner_id:
+            return bool(miner["online"])
+    return None
+
+
+async def stored_status(url: str, miner_id: str) -> MinerStatusRow:
+    engine = create_async_engine(url)
+    async with engine.connect() as connection:
+        row = (
+            await connection.execute(select(MinerStatusRow).where(MinerStatusRow.miner_id == miner_id))
+        ).one()
+    await engine.dispose()
+    return row  # type: ignore[return-value]
+
+
+async def test_a_first_registration_raced_on_two_processes_has_exactly_one_owner(pair: Pair) -> None:
+    ids = [f"race-{i:02d}" for i in range(30)]
+    bodies = {
+        m: (
+            miner_body(m, api_key=f"key-one-{m}-0123456789"),
+            miner_body(m, api_key=f"key-two-{m}-0123456789"),
+        )
+        for m in ids
+    }
+    answers = await asyncio.gather(
+        *(pair.a.post("/v1/miners/register", json=bodies[m][0]) for m in ids),
+        *(pair.b.post("/v1/miners/register", json=bodies[m][1]) for m in ids),
+    )
+    on_a, on_b = answers[: len(ids)], answers[len(ids) :]
+    for miner_id, first, second in zip(ids, on_a, on_b, strict=True):
+        assert sorted([first.status_code, second.status_code]) == [201, 401], (first.text, second.text)
+        winner, winner_body, loser_body = (
+            (first, bodies[miner_id][0], bodies[miner_id][1])
+            if first.status_code == 201
+            else (second, bodies[miner_id][1], bodies[miner_id][0])
+        )
+        token = winner.json()["session_token"]
+        for client in (pair.a, pair.b):
+            assert (
+                await client.post("/v1/miners/heartbeat", json={}, headers=bearer(token))
+            ).status_code == 200
+        # The owner's key still re-registers; the other key stays refused, on either process.
+        assert (await pair.b.post("/v1/miners/register", json=winner_body)).status_code == 200
+        assert (await pair.a.post("/v1/miners/register", json=loser_body)).status_code == 401
+
+
+async def test_a_logout_is_applied_on_the_other_process_within_a_second_and_is_final(pair: Pair) -> None:
+    registered = await pair.a.post("/v1/miners/register", json=miner_body("leaver-1"))
+    token = registered.json()["session_token"]
+    assert (await pair.b.post("/v1/miners/heartbeat", json={}, headers=bearer(token))).status_code == 200
+
+    async def late_beats() -> list[int]:
+        codes = []
+        for _ in range(20):
+            response = await pair.b.post("/v1/miners/heartbeat", json={"queue_len": 1}, headers=bearer(token))
+            codes.append(response.status_code)
+        return codes
+
+    # Beats with the token race the logout on the other process: some reach it before the revocation.
+    logout, codes = await asyncio.gather(
+        pair.a.post("/v1/miners/logout", headers=bearer(token)), late_beats()
+    )
+    assert logout.status_code == 200
+    assert set(codes) <= {200, 401}
+    started = time.monotonic()
+    while True:
+        refused = (
+            await pair.b.post("/v1/miners/heartbeat", json={}, headers=bearer(token))
+        ).status_code == 401
+        offline = (
+            await online_on(pair.a, "leaver-1") is False and await online_on(pair.b, "leaver-1") is False
+        )
+        if refused and offline:
+            break
+        assert time.monotonic() - started < APPLIED_WITHIN_SEC, "the logout was not applied everywhere in 1 s"
+        await asyncio.sleep(0.05)
+    # Several flush and feed intervals later the miner is still offline everywhere and in the database.
+    await asyncio.sleep(1.5)
+    assert await online_on(pair.a, "leaver-1") is False
+    assert await online_on(pair.b, "leaver-1") is False
+    assert (await stored_status(pair.database_url, "leaver-1")).logged_out_at is not None
+
+
+async def test_feedback_on_the_other_process_bills_the_tenant_of_the_match(pair: Pair) -> None:
+    await pair.a.post("/v1/miners/register", json=miner_body("biller-1", region="bill"))
+    matched = await pair.a.post(
+        "/v1/match",
+        json={"job_id": "job-two-1", "tenant_id": "acme-two", "top_k": 1, "region": "bill"},
+        headers=bearer(COORDINATOR_SECRET),
+    )
+    assert matched.status_code == 200, matched.text
+    assert [c["miner_id"] for c in matched.json()["candidates"]] == ["biller-1"]
+    feedback = await pair.b.post(
+        "/v1/feedback",
+        json={"job_id": "job-two-1", "miner_id": "biller-1", "outcome": "completed", "duration_ms": 60_000},
+        headers=bearer(COORDINATOR_SECRET),
+    )
+    assert feedback.status_code == 201, feedback.text
+    engine = create_async_engine(pair.database_url)
+    async with engine.connect() as connection:
+        tenants = (
+            (
+                await connection.execute(
+                    select(UsageRecordRow.tenant_id).where(UsageRecordRow.job_id == "job-two-1")
+                )
+            )
+            .scalars()
+            .all()
+        )
+    await engine.dispose()
+    assert tenants and set(tenants) == {"acme-two"}
+
+
+async def test_beats_racing_logouts_on_two_processes_never_answer_5xx(pair: Pair) -> None:
+    ids = [f"crowd-{i:03d}" for i in range(200)]
+    tokens: dict[str, str] = {}
+    for start in range(0, len(ids), 25):
+        batch = ids[start : start + 25]
+        answers = await asyncio.gather(
+            *(
+                (pair.a if i % 2 else pair.b).post("/v1/miners/register", json=miner_body(m))
+                for i, m in enumerate(batch)
+            )
+        )
+        for miner_id, answer in zip(batch, answers, strict=True):
+            assert answer.status_code == 201, answer.text
+            tokens[miner_id] = answer.json()["session_token"]
+
+    async def beat(miner_id: str, rounds: int) -> list[int]:
+        codes = []
+        for r in range(rounds):
+            client = pair.a if (r + hash(miner_id)) % 2 else pair.b
+            response = await client.post(
+                "/v1/miners/heartbeat", json={"queue_len": r}, headers=bearer(tokens[miner_id])
+            )
+            codes.append(response.status_code)
+        return codes
+
+    async def logout(miner_id: str) -> list[int]:
+        client = pair.a if hash(miner_id) % 2 else pair.b
+        return [(await client.post("/v1/miners/logout", headers=bearer(tokens[miner_id]))).status_code]
+
+    results = await asyncio.gather(*(beat(m, 5) for m in ids), *(logout(m) for m in ids[:100]))
+    codes = [code for codes in results for code in codes]
+    assert not [c for c in codes if c >= 500]
+    assert set(codes) <= {200, 401}
+    await asyncio.sleep(APPLIED_WITHIN_SEC + 0.5)
+    for client in (pair.a, pair.b):
+        listed = (await client.get("/v1/miners", params={"limit": 500}, headers=bearer(ADMIN_TOKEN))).json()
+        online = {m["miner_id"] for m in listed if m["online"] and m["miner_id"].startswith("crowd-")}
+        assert online == set(ids[100:])
