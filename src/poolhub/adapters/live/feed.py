@@ -24,6 +24,9 @@ _log = structlog.get_logger("poolhub.feed")
 NOTIFY_CHANNEL = "poolhub_live"
 # Any constant: the transaction-scoped lock that makes sequence order equal commit order.
 _FEED_LOCK_KEY = 0x706F6F6C
+# One round trip: the lock, and a NOTIFY delivered when (and only if) the transaction commits.
+# The payload names the writer, so it does not wake itself.
+_LOCK_AND_NOTIFY = text(f"SELECT pg_advisory_xact_lock(:key), pg_notify('{NOTIFY_CHANNEL}', :origin)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,8 +65,7 @@ class SqlChangeLog(ChangeLog):
         if is_postgres(self._session):
             # Held to commit: sequences are drawn and committed one transaction at a time, so a reader
             # that saw seq n has seen every commit below n. SQLite already serialises its writers.
-            await self._session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _FEED_LOCK_KEY})
-            await self._session.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))
+            await self._session.execute(_LOCK_AND_NOTIFY, {"key": _FEED_LOCK_KEY, "origin": self._origin})
         await self._session.execute(
             insert(LiveChangeRow),
             [
@@ -117,8 +119,9 @@ class NotifyListener:
     Only a hint that a change committed: readers still poll, and the sequence stays the truth.
     """
 
-    def __init__(self, database_url: str) -> None:
+    def __init__(self, database_url: str, origin: str) -> None:
         self._url = database_url
+        self._origin = origin
         self.wake = asyncio.Event()
         self._connection: Any = None
 
@@ -139,8 +142,9 @@ class NotifyListener:
             _log.warning("feed_listener_unavailable", error=type(exc).__name__)
             self._connection = None
 
-    def _notified(self, *_: object) -> None:
-        self.wake.set()
+    def _notified(self, _connection: object, _pid: int, _channel: str, payload: str) -> None:
+        if payload != self._origin:
+            self.wake.set()
 
     async def stop(self) -> None:
         if self._connection is not None:

@@ -88,8 +88,8 @@ class CoreProvider(Provider):
         return directory
 
     @provide(scope=Scope.APP)
-    def listener(self, settings: Settings) -> NotifyListener:
-        return NotifyListener(settings.database_url)
+    def listener(self, settings: Settings, directory: LiveDirectory) -> NotifyListener:
+        return NotifyListener(settings.database_url, directory.origin)
 
     @provide(scope=Scope.APP)
     def secret(self, settings: Settings) -> ServerSecret:
