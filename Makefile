@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install env migrate run test test-unit test-integration lint typecheck check bench demo coordinator-stub lock revision clean
+.PHONY: help install env migrate run test test-unit test-integration lint typecheck check bench demo console-shots coordinator-stub lock revision clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml requirements.lock
 install: $(STAMP) ## create .venv and install the locked dependencies
 
 env: ## create .env from .env.example if there is none
-	@test -f .env || { cp .env.example .env; echo "make: created .env from .env.example (development secrets; change them for production)"; }
+	@test -f .env || { cp .env.example .env; printf '\n# Added by make env: the example secrets are accepted in development only.\nPOOLHUB_ENV=development\n' >> .env; echo "make: created .env from .env.example with POOLHUB_ENV=development (example secrets; production refuses them)"; }
 
 migrate: install env ## upgrade the database schema
 	$(BIN)/poolhub migrate
@@ -49,6 +49,9 @@ check: lint typecheck ## lint, format check, types and the import-layer contract
 
 demo: install ## a hub, the coordinator stub and a simulated pool for a minute, then the operator's view
 	$(BIN)/poolhub demo
+
+console-shots: install ## a demo pool, then Chromium saves a screenshot of each /console page to docs/console/
+	$(BIN)/poolhub console-shots --out docs/console
 
 coordinator-stub: install ## run the coordinator billing stub on 127.0.0.1:8011
 	$(BIN)/poolhub coordinator-stub --port 8011

@@ -20,9 +20,17 @@ from poolhub.domain.billing import (
     hour_floor,
 )
 from poolhub.domain.model import Miner, MinerStatus, Trust
-from poolhub.domain.ports import ChangeKind, FeedbackEntry, MatchRecord, PendingSelection, RetryMark
+from poolhub.domain.ports import (
+    ChangeKind,
+    FeedbackEntry,
+    MatchRecord,
+    PendingSelection,
+    RequeueSelection,
+    RetryMark,
+)
 
 _T = TypeVar("_T")
+NEVER = datetime.min.replace(tzinfo=UTC)
 
 
 class FakeChangeLog:
@@ -132,6 +140,8 @@ class FakeBillingLedger:
     def __init__(self, matches: Sequence[tuple[str | None, datetime]] = ()) -> None:
         self.entries: dict[int, LedgerEntry] = {}
         self.matches = list(matches)
+        self.claims: dict[int, tuple[str, datetime]] = {}
+        self.blocked: str | None = None
         self._next_id = 0
 
     def by_key(self) -> dict[str, LedgerEntry]:
@@ -166,25 +176,39 @@ class FakeBillingLedger:
             and (selection.usage_end_from is None or record.usage_end >= selection.usage_end_from)
         )
 
-    async def pending_batch(
-        self, *, after_id: int, limit: int, due_at: datetime | None, selection: PendingSelection
+    async def claim_pending(
+        self,
+        *,
+        claim: str,
+        after_id: int,
+        limit: int,
+        due_at: datetime | None,
+        selection: PendingSelection,
+        now: datetime,
+        claim_until: datetime,
     ) -> list[LedgerEntry]:
         chosen = [
             entry
             for entry_id, entry in sorted(self.entries.items())
             if entry_id > after_id
             and self._selected(entry, selection)
+            and (entry_id not in self.claims or self.claims[entry_id][1] <= now)
             and (due_at is None or entry.next_attempt_at is None or entry.next_attempt_at <= due_at)
-        ]
-        return chosen[:limit]
+        ][:limit]
+        for entry in chosen:
+            self.claims[entry.id] = (claim, claim_until)
+        return chosen
 
     def _update(self, entry_id: int, **changes: object) -> None:
         self.entries[entry_id] = dataclasses.replace(self.entries[entry_id], **changes)  # type: ignore[arg-type]
 
-    async def mark_synced(self, ids: Sequence[int], now: datetime) -> None:
+    def _held(self, entry_id: int, claim: str) -> bool:
+        return self.claims.get(entry_id, ("", NEVER))[0] == claim
+
+    async def mark_synced(self, ids: Sequence[int], now: datetime, claim: str) -> None:
         for entry_id in ids:
             entry = self.entries[entry_id]
-            if entry.status is not LedgerStatus.SYNCED:
+            if entry.status is not LedgerStatus.SYNCED and self._held(entry_id, claim):
                 self._update(
                     entry_id,
                     status=LedgerStatus.SYNCED,
@@ -194,10 +218,10 @@ class FakeBillingLedger:
                     last_error=None,
                 )
 
-    async def mark_retry(self, marks: Sequence[RetryMark]) -> None:
+    async def mark_retry(self, marks: Sequence[RetryMark], claim: str) -> None:
         for mark in marks:
             entry = self.entries[mark.id]
-            if entry.status is LedgerStatus.PENDING:
+            if entry.status is LedgerStatus.PENDING and self._held(mark.id, claim):
                 self._update(
                     mark.id,
                     attempts=entry.attempts + 1,
@@ -205,10 +229,10 @@ class FakeBillingLedger:
                     last_error=mark.error,
                 )
 
-    async def mark_rejected(self, rejections: Sequence[tuple[int, str]], now: datetime) -> None:
+    async def mark_rejected(self, rejections: Sequence[tuple[int, str]], now: datetime, claim: str) -> None:
         for entry_id, reason in rejections:
             entry = self.entries[entry_id]
-            if entry.status is LedgerStatus.PENDING:
+            if entry.status is LedgerStatus.PENDING and self._held(entry_id, claim):
                 self._update(
                     entry_id,
                     status=LedgerStatus.REJECTED,
@@ -216,6 +240,31 @@ class FakeBillingLedger:
                     next_attempt_at=None,
                     last_error=reason,
                 )
+
+    async def release(self, claim: str) -> None:
+        for entry_id in [i for i, (held, _) in self.claims.items() if held == claim]:
+            del self.claims[entry_id]
+
+    async def requeue_rejected(self, selection: RequeueSelection) -> int:
+        count = 0
+        for entry_id, entry in list(self.entries.items()):
+            r = entry.record
+            if (
+                entry.status is LedgerStatus.REJECTED
+                and selection.tenant_id in (None, r.tenant_id)
+                and selection.resource_type in (None, r.resource_type)
+                and (selection.since is None or r.usage_end >= selection.since)
+                and (selection.until is None or r.usage_end < selection.until)
+            ):
+                self._update(entry_id, status=LedgerStatus.PENDING, next_attempt_at=None)
+                count += 1
+        return count
+
+    async def set_blocked(self, reason: str | None, now: datetime) -> None:
+        self.blocked = reason
+
+    async def blocked_reason(self) -> str | None:
+        return self.blocked
 
     async def count_pending(self, selection: PendingSelection) -> int:
         return sum(1 for entry in self.entries.values() if self._selected(entry, selection))
@@ -305,6 +354,11 @@ class FakeMinerRepository:
 
     async def api_key_hashes(self, miner_ids: Sequence[str]) -> dict[str, str]:
         return {i: self.key_hashes[i] for i in miner_ids if i in self.key_hashes}
+
+    async def rehash_api_keys(self, rehashes: Sequence[tuple[str, str, str]]) -> None:
+        for miner_id, old, new in rehashes:
+            if self.key_hashes.get(miner_id) == old:
+                self.key_hashes[miner_id] = new
 
     async def save_registrations(self, registrations: Sequence[tuple[Miner, str]]) -> set[str]:
         self.saved += 1

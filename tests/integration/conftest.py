@@ -38,6 +38,8 @@ def test_settings(database_url: str, **overrides: object) -> Settings:
         "admin_token": ADMIN,
         "coordinator_shared_secret": COORDINATOR,
         "coordinator_api_key": "test-coordinator-api-key",
+        # Tests register many miners from one address; the rate-limit tests set their own limits.
+        "rate_limits": (),
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]

@@ -34,7 +34,12 @@ REGISTER_CASES: list[tuple[str, object]] = [
     ("max_parallel zero", miner_body("bad", max_parallel=0)),
     ("gpu_count zero", miner_body("bad", gpu_count=0)),
     ("cpu_cores fractional", miner_body("bad", cpu_cores=1.5)),
-    ("price a float", miner_body("bad", price_token_per_ksec=0.75)),
+    # v1.1: a decimal may be a JSON number (decoded exactly), so 0.75 is valid; these are not.
+    ("price 13 decimal places", miner_body("bad", price_token_per_ksec=0.1234567890123)),
+    ("price a boolean", miner_body("bad", price_token_per_ksec=True)),
+    ("price and base_price differ", miner_body("bad", base_price="0.8")),
+    ("no price at all", {k: v for k, v in miner_body("bad").items() if k != "price_token_per_ksec"}),
+    ("tags object nested", miner_body("bad", tags={"platform": {"name": "CUDA"}})),
     ("price negative", miner_body("bad", price_token_per_ksec="-0.1")),
     ("price NaN text", miner_body("bad", price_token_per_ksec="NaN")),
     ("price not a number", miner_body("bad", price_token_per_ksec="cheap")),

@@ -15,6 +15,7 @@ from structlog.testing import capture_logs
 from poolhub.adapters.billing import CoordinatorBillingClient, make_http_client, usage_body
 from poolhub.domain.billing import (
     DEFAULT_UNIT_PRICES,
+    BillingMisconfiguredError,
     BillingPermanentError,
     BillingRetryableError,
     UnitPrices,
@@ -124,6 +125,7 @@ async def test_wrong_key_is_rejected_for_good(stub: CoordinatorStubServer) -> No
         with pytest.raises(BillingPermanentError) as caught:
             await CoordinatorBillingClient(http).send_usage(compute_record())
     assert caught.value.status_code == 401
+    assert isinstance(caught.value, BillingMisconfiguredError)  # v1.1: a sync run stops on it
     assert stub.snapshot()["events"] == 0
 
 

@@ -125,7 +125,9 @@ async def test_bad_match_requests_are_400_naming_the_field(hub: Hub) -> None:
         (job(top_k=0), "top_k"),
         (job(top_k=51), "top_k"),
         (job(job_id="bad id"), "job_id"),
-        (job(hints={"max_price": 0.8}), "max_price"),
+        # v1.1: a JSON number is a valid decimal (0.8 is accepted); a negative one is not.
+        (job(hints={"max_price": -0.8}), "max_price"),
+        (job(hints={"max_price": "NaN"}), "max_price"),
         (job(requirements={"min_vram_gb": -1}), "min_vram_gb"),
         (job(requirements={"tags_any": ["x"] * 65}), "tags_any"),
     ]:

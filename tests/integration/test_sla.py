@@ -75,8 +75,9 @@ async def test_a_failing_miner_gets_one_violation_refreshed_then_resolved_and_lo
     assert opened["resolved_at"] is None and opened["duration_sec"] is None
     assert set(opened) == {
         "id", "miner_id", "violation_type", "severity", "metric_value", "threshold", "created_at",
-        "resolved_at", "duration_sec",
+        "resolved_at", "duration_sec", "metadata",
     }  # fmt: skip
+    assert opened["metadata"] == {}
     assert (await get_json(hub, "/sla/status"))["status"] == "critical"
 
     # The loop closes: the penalty multiplies m-a's score and shows in its explain.

@@ -87,3 +87,39 @@ async def test_logout_elsewhere_closes_the_socket_on_the_next_beat(live_server: 
             await socket.send(json.dumps({}))
             await socket.recv()
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 4401
+
+
+async def test_a_new_connection_closes_the_older_one_with_4409(live_server: LiveServer) -> None:
+    token = await _register(live_server, "m-twice")
+    url = f"{live_server.ws_url}/v1/miners/heartbeat"
+    async with connect(url, additional_headers=bearer(token)) as first:
+        await first.send(json.dumps({"queue_len": 1}))
+        assert json.loads(await first.recv())["type"] == "ack"
+        async with connect(url, additional_headers=bearer(token)) as second:
+            await second.send(json.dumps({"queue_len": 2}))
+            assert json.loads(await second.recv())["type"] == "ack"
+            with pytest.raises(ConnectionClosed) as closed:
+                await first.send(json.dumps({"queue_len": 9}))
+                await first.recv()
+            assert closed.value.rcvd is not None
+            assert closed.value.rcvd.code == 4409
+            assert "replaced by a newer connection" in closed.value.rcvd.reason
+            await second.send(json.dumps({"queue_len": 3}))
+            assert json.loads(await second.recv())["type"] == "ack"
+    assert (await _miner(live_server, "m-twice"))["queue_len"] == 3
+
+
+async def test_a_deeply_nested_message_is_an_error_not_a_crash(live_server: LiveServer) -> None:
+    token = await _register(live_server, "m-deep")
+    async with connect(
+        f"{live_server.ws_url}/v1/miners/heartbeat", additional_headers=bearer(token)
+    ) as socket:
+        for depth in (33, 1000, 20_000):
+            await socket.send('{"x":' + "[" * depth + "]" * depth + "}")
+            error = json.loads(await socket.recv())
+            assert error["type"] == "error" and "deeper than 32" in error["detail"]
+        await socket.send(json.dumps({"ts": 0}))
+        error = json.loads(await socket.recv())
+        assert error["type"] == "error" and "ts" in error["detail"]
+        await socket.send(json.dumps({"queue_len": 2}))
+        assert json.loads(await socket.recv())["type"] == "ack"

@@ -428,18 +428,24 @@ def test_record_metadata_is_a_frozen_copy() -> None:
         (504, SyncOutcome.RETRY),
         (599, SyncOutcome.RETRY),
         (400, SyncOutcome.REJECTED),
-        (401, SyncOutcome.REJECTED),
-        (403, SyncOutcome.REJECTED),
-        (404, SyncOutcome.REJECTED),
         (409, SyncOutcome.REJECTED),
         (422, SyncOutcome.REJECTED),
-        (499, SyncOutcome.REJECTED),
-        (100, SyncOutcome.REJECTED),
-        (301, SyncOutcome.REJECTED),
-        (600, SyncOutcome.REJECTED),
+        # v1.1: a misconfigured integration blocks the run instead of rejecting records
+        (401, SyncOutcome.BLOCKED),
+        (403, SyncOutcome.BLOCKED),
+        (404, SyncOutcome.BLOCKED),
+        (405, SyncOutcome.BLOCKED),
+        (499, SyncOutcome.BLOCKED),
+        (100, SyncOutcome.BLOCKED),
+        (301, SyncOutcome.BLOCKED),
+        (302, SyncOutcome.BLOCKED),
+        (307, SyncOutcome.BLOCKED),
+        (600, SyncOutcome.BLOCKED),
     ],
 )
-def test_status_codes_classify_into_accept_retry_reject(status: int | None, outcome: SyncOutcome) -> None:
+def test_status_codes_classify_into_accept_retry_reject_block(
+    status: int | None, outcome: SyncOutcome
+) -> None:
     assert classify_status(status) is outcome
 
 

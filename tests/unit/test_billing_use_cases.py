@@ -26,7 +26,11 @@ from poolhub.domain.errors import (
     ConflictError,
     InvalidInputError,
 )
-from poolhub.domain.use_cases.billing_queries import GenerateInvoice, UsageQuery, UsageReport
+from poolhub.domain.use_cases.billing_queries import (
+    GenerateInvoice,
+    UsageQuery,
+    UsageReport,
+)
 from poolhub.domain.use_cases.derive_api_calls import ApiCallsPolicy, DeriveApiCalls
 from poolhub.domain.use_cases.record_usage import ManualUsage, RecordManualUsage
 from poolhub.domain.use_cases.sync_usage import SyncLimits, SyncRequest, SyncUsage
@@ -99,7 +103,9 @@ async def test_every_pending_line_is_sent_once_and_marked_synced_batch_by_batch(
     assert sorted(world.gateway.sends) == sorted(world.gateway.received)
     assert len(world.gateway.received) == 5
     assert world.statuses() == [LedgerStatus.SYNCED] * 5
-    assert world.uow.commits == 3  # batches of 2, 2 and 1: progress is durable batch by batch
+    # Batches of 2, 2 and 1, each claimed in a transaction of its own and marked in another (nothing is
+    # sent inside a transaction), then the run's state: progress is durable batch by batch.
+    assert world.uow.commits == 7
     assert all(entry.synced_at == NOW and entry.attempts == 1 for entry in world.ledger.entries.values())
 
 
@@ -229,13 +235,22 @@ async def test_a_definite_answer_resets_the_breaker() -> None:
 async def test_a_crash_between_send_and_commit_resends_under_the_same_key() -> None:
     world = World(limits=SyncLimits(batch_size=10, concurrency=2, breaker_threshold=10))
     await world.seed(2)
-    world.uow.fail_next_commit = True
+
+    def crash_after_sending(_: UsageRecord) -> None:
+        world.uow.fail_next_commit = True  # the claim was committed; the marks' commit fails
+
+    world.gateway.fail = crash_after_sending
     with pytest.raises(ConnectionError):
         await world.sync.execute(SyncRequest())
-    # The fake ledger applied the marks before the failed commit; a real rollback undoes them.
+    # The fake ledger applied the marks and the release before the failed commit; a real rollback
+    # undoes them, so the lines are pending and still claimed by the run that died.
     for entry_id in list(world.ledger.entries):
         world.ledger._update(entry_id, status=LedgerStatus.PENDING, attempts=0, synced_at=None)
+        world.ledger.claims[entry_id] = ("dead-run", NOW + timedelta(seconds=600))
+    world.gateway.fail = lambda _: None
 
+    assert (await world.sync.execute(SyncRequest())).records_sent == 0  # claimed: not sent twice at once
+    world.clock.advance(timedelta(seconds=601))
     await world.sync.execute(SyncRequest())
 
     assert len(world.gateway.sends) == 4
@@ -413,7 +428,9 @@ async def test_the_usage_report_shows_the_ledger_and_the_coordinator() -> None:
     world = World()
     await world.seed(2)
     world.gateway.metrics_answer = {"total_records": 2}
-    view = await UsageReport(world.ledger, world.gateway, world.clock).execute(UsageQuery(hours=24))
+    view = await UsageReport(world.ledger, world.gateway, world.clock, world.uow, PRICES).execute(
+        UsageQuery(hours=24)
+    )
     assert view.period_end == NOW and view.period_start == NOW - timedelta(hours=24)
     [summary] = view.lines
     assert summary.quantity == 3 and summary.pending_quantity == 3
@@ -427,7 +444,9 @@ async def test_the_usage_report_shows_the_ledger_and_the_coordinator() -> None:
 async def test_the_usage_report_survives_a_failing_coordinator(failure: Exception) -> None:
     world = World()
     world.gateway.metrics_answer = failure
-    view = await UsageReport(world.ledger, world.gateway, world.clock).execute(UsageQuery())
+    view = await UsageReport(world.ledger, world.gateway, world.clock, world.uow, PRICES).execute(
+        UsageQuery()
+    )
     assert view.coordinator is None
 
 

@@ -15,7 +15,13 @@ from poolhub.domain.ports import MatchRecord
 from poolhub.domain.security import hash_token
 from poolhub.domain.trust import Outcome, TrustPolicy
 from poolhub.domain.use_cases.record_feedback import Feedback, RecordFeedback
-from poolhub.domain.use_cases.register_miner import RegisterMiners, Registration, ServerSecret, SessionGrant
+from poolhub.domain.use_cases.register_miner import (
+    DirectoryLimits,
+    RegisterMiners,
+    Registration,
+    ServerSecret,
+    SessionGrant,
+)
 from tests.fakes import (
     FakeChangeLog,
     FakeFeedbackRepository,
@@ -68,6 +74,7 @@ class World:
             SequentialTokens(),
             ServerSecret("secret"),
             self.changes,
+            DirectoryLimits(),
         )
 
     def record_feedback(self) -> RecordFeedback:

@@ -70,3 +70,12 @@ def test_an_invalid_setting_stops_the_cli_with_one_line(
     with pytest.raises(SystemExit) as stopped:
         main(["migrate"])
     assert "POOLHUB_PORT='eighty' is invalid" in str(stopped.value.code)
+
+
+def test_retention_days_come_from_the_environment_with_their_defaults() -> None:
+    defaults = load_settings({}, env_file=None)
+    assert (defaults.retention_days, defaults.capacity_history_days) == (30, 90)
+    custom = load_settings({"RETENTION_DAYS": "7", "CAPACITY_HISTORY_DAYS": "365"}, env_file=None)
+    assert (custom.retention_days, custom.capacity_history_days) == (7, 365)
+    with pytest.raises(SettingsError, match="RETENTION_DAYS"):
+        load_settings({"RETENTION_DAYS": "0"}, env_file=None)

@@ -18,6 +18,7 @@ from poolhub.domain.sla import (
     OpenViolation,
     Severity,
     SlaThresholds,
+    ViolationPlan,
     completion_rate_pct,
     latency_stats,
     measure_capacity_availability,
@@ -273,19 +274,28 @@ def test_lifecycle_open_update_resolve() -> None:
     assert third.to_resolve == (("v1", recovered_at, 7200.0),)
 
 
-def test_open_violation_not_measured_this_round_stays_untouched() -> None:
+def test_a_miners_violation_with_no_samples_this_round_is_resolved_as_unmeasured() -> None:
+    # v1.1: a violation whose metric has no samples in the window is resolved (it was left open before,
+    # so its penalty could starve the miner of the very jobs that would measure it again).
     stored = OpenViolation("v1", "m1", MetricType.RESPONSE_TIME, NOW, 1500.0)
     plan = plan_violations([uptime("m1", 99.0)], [stored], NOW + timedelta(hours=1))
     assert plan.to_open == ()
     assert plan.to_update == ()
     assert plan.to_resolve == ()
+    assert plan.to_resolve_unmeasured == (("v1", NOW + timedelta(hours=1), 3600.0),)
+
+
+def test_a_pool_wide_violation_not_measured_stays_open() -> None:
+    stored = OpenViolation("v1", None, MetricType.CAPACITY_FORECAST, NOW, 90.0)
+    plan = plan_violations([uptime("m1", 99.0)], [stored], NOW + timedelta(hours=1))
+    assert plan.to_resolve == plan.to_resolve_unmeasured == ()
 
 
 def test_gated_measurement_still_past_threshold_neither_resolves_nor_updates() -> None:
     stored = OpenViolation("v1", "m1", MetricType.RESPONSE_TIME, NOW, 1500.0)
     few_but_slow = measure_response_time("m1", slow(3), TH)
     plan = plan_violations([few_but_slow], [stored], NOW + timedelta(hours=1))
-    assert plan == plan_violations([], [stored], NOW + timedelta(hours=1))
+    assert plan == ViolationPlan((), (), (), ())
     few_and_fast = measure_response_time("m1", slow(3, p95=200.0), TH)
     resolved = plan_violations([few_and_fast], [stored], NOW + timedelta(hours=1))
     assert resolved.to_resolve == (("v1", NOW + timedelta(hours=1), 3600.0),)

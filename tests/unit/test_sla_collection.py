@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -127,12 +127,14 @@ class FakeSlaRepository:
                 old.created_at, None, None,
             )  # fmt: skip
 
-    async def resolve_violations(self, resolutions: Sequence[tuple[str, datetime, float]]) -> int:
+    async def resolve_violations(
+        self, resolutions: Sequence[tuple[str, datetime, float]], metadata: Mapping[str, str] | None = None
+    ) -> int:
         for id_, at, seconds in resolutions:
             old = self.rows[id_]
             self.rows[id_] = StoredViolation(
                 old.id, old.miner_id, old.violation_type, old.severity, old.metric_value, old.threshold,
-                old.created_at, at, seconds,
+                old.created_at, at, seconds, dict(metadata or {}),
             )  # fmt: skip
         return len(resolutions)
 
@@ -251,7 +253,8 @@ async def test_collection_measures_every_miner_and_the_pool_and_commits_once() -
     assert report.capacity.values.total_slots == 4  # only the online miner's slots
     assert report.capacity.values.used_slots == 1
     assert report.capacity.timestamp == NOW
-    assert w.sla.pruned_before == NOW - timedelta(hours=720)
+    # v1.1: old metrics are pruned by the retention job (RETENTION_DAYS), no longer by the collection.
+    assert w.sla.pruned_before is None
 
 
 async def test_lifecycle_opens_keeps_and_resolves_one_violation_with_penalties() -> None:

@@ -11,8 +11,16 @@ from typing import Any
 import httpx
 import structlog
 
-from poolhub.adapters.http_transport import KeepAliveTransport
+from poolhub.adapters.http_transport import (
+    DEFAULT_TRANSPORT,
+    DeadlineClient,
+    DeadlineExceeded,
+    TransportKind,
+    make_transport,
+    tls_context,
+)
 from poolhub.domain.billing import (
+    BillingMisconfiguredError,
     BillingPermanentError,
     BillingRetryableError,
     SyncOutcome,
@@ -35,27 +43,34 @@ _log = structlog.get_logger(__name__)
 def make_http_client(
     base_url: str,
     api_key: str,
-    timeout_s: float = 5.0,
+    timeout_s: float = 10.0,
     *,
+    connect_timeout_s: float = 3.0,
     max_connections: int = 64,
+    ca_bundle: str | None = None,
+    transport_kind: TransportKind = DEFAULT_TRANSPORT,
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> httpx.AsyncClient:
     """A pooled keep-alive client for the coordinator; the caller owns it and must `aclose()` it.
 
-    It runs on `KeepAliveTransport` (a usage sync sends one request per ledger line, and httpx's default
-    transport costs several times more CPU per request). Redirects are not followed (a 3xx counts as a
-    rejection) and proxy settings from the environment are ignored, so the bearer key only ever goes
-    to `base_url`.
+    `timeout_s` is the total deadline of each request, from connecting to the last byte of the answer;
+    `connect_timeout_s` bounds opening a connection. TLS verifies certificates against `ca_bundle` (a PEM
+    file) or the system's store, with one context built here for all connections. Redirects are not
+    followed (a 3xx is the coordinator's misconfiguration, not a place to send the key) and proxy settings
+    from the environment are ignored, so the bearer key only ever goes to `base_url`.
     """
     headers = {"Accept": "application/json"}
     if api_key:
         headers["Authorization"] = f"Bearer {api_key}"
-    return httpx.AsyncClient(
+    return DeadlineClient(
+        deadline_s=timeout_s,
         base_url=base_url,
         headers=headers,
-        timeout=httpx.Timeout(timeout_s),
+        timeout=httpx.Timeout(timeout_s, connect=min(connect_timeout_s, timeout_s)),
         transport=transport
-        or KeepAliveTransport(max_connections=max_connections, max_idle_connections=max_connections),
+        or make_transport(
+            transport_kind, max_connections=max_connections, ssl_context=tls_context(ca_bundle)
+        ),
         follow_redirects=False,
         trust_env=False,
     )
@@ -166,7 +181,9 @@ class CoordinatorBillingClient(BillingGateway):
                 method, path, json=json_body, content=content, params=params, headers=headers
             )
         except httpx.TimeoutException as exc:
-            message = f"coordinator billing {operation} timed out ({type(exc).__name__})"
+            # The deadline's own message says how long; httpx's per-phase timeouts are named by their class.
+            reason = str(exc) if isinstance(exc, DeadlineExceeded) else type(exc).__name__
+            message = f"coordinator billing {operation} timed out ({reason})"
             _log.warning(
                 "coordinator_billing_failed",
                 operation=operation,
@@ -204,6 +221,8 @@ class CoordinatorBillingClient(BillingGateway):
         )
         if outcome is SyncOutcome.RETRY:
             raise BillingRetryableError(message, status_code=status)
+        if outcome is SyncOutcome.BLOCKED:
+            raise BillingMisconfiguredError(message, status_code=status, reason=reason)
         raise BillingPermanentError(message, status_code=status, reason=reason)
 
     @staticmethod

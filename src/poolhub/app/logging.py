@@ -5,11 +5,37 @@ from __future__ import annotations
 import logging
 import re
 import sys
+from typing import Any
+from urllib.parse import unquote_plus
 
 import structlog
 
-_SECRET_KEYS = frozenset({"authorization", "session_token", "api_key", "token", "password"})
-_SECRET_IN_TEXT = re.compile(r"(session_token|api_key|token)=[^&\s\"']+", re.IGNORECASE)
+_SECRET_KEYS = frozenset(
+    {"authorization", "session_token", "api_key", "token", "password", "x-api-key", "cookie"}
+)
+_SECRET_NAMES = frozenset({"session_token", "api_key", "token", "password", "access_token"})
+# Any `name=value` pair of a query string; the name is compared once percent-decoded, so
+# `session_toke%6E=` is as secret as `session_token=`.
+_PAIR_IN_TEXT = re.compile(r"(?P<name>[A-Za-z0-9_.%+-]+)=(?P<value>[^&\s\"']+)")
+
+
+def redact_text(text: str) -> str:
+    def replace(match: re.Match[str]) -> str:
+        if unquote_plus(match.group("name")).lower() in _SECRET_NAMES:
+            return f"{match.group('name')}=[redacted]"
+        return match.group(0)
+
+    return _PAIR_IN_TEXT.sub(replace, text) if "=" in text else text
+
+
+def _redact_value(key: str, value: Any) -> Any:
+    if unquote_plus(key).lower() in _SECRET_KEYS:
+        return "[redacted]"
+    if isinstance(value, str):
+        return redact_text(value)
+    if isinstance(value, dict):
+        return {k: _redact_value(str(k), v) for k, v in value.items()}
+    return value
 
 
 class RedactSecrets(logging.Filter):
@@ -17,16 +43,25 @@ class RedactSecrets(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        redacted = _SECRET_IN_TEXT.sub(r"\1=[redacted]", message)
+        redacted = redact_text(message)
         if redacted != message:
             record.msg, record.args = redacted, ()
         return True
 
 
 def _redact(_: object, __: str, event: structlog.types.EventDict) -> structlog.types.EventDict:
-    for key in _SECRET_KEYS & event.keys():
-        event[key] = "[redacted]"
+    for key, value in event.items():
+        event[key] = _redact_value(key, value)
     return event
+
+
+def _console_renderer() -> structlog.dev.ConsoleRenderer:
+    # Local variables of a traceback can hold an api_key or a session token: never print them.
+    try:
+        formatter: Any = structlog.dev.RichTracebackFormatter(show_locals=False)
+    except Exception:  # rich missing: the plain traceback has no locals either
+        formatter = structlog.dev.plain_traceback
+    return structlog.dev.ConsoleRenderer(exception_formatter=formatter)
 
 
 def configure_logging(level: str = "INFO") -> None:
@@ -37,7 +72,7 @@ def configure_logging(level: str = "INFO") -> None:
         _redact,
     ]
     renderer: structlog.types.Processor = (
-        structlog.dev.ConsoleRenderer() if sys.stderr.isatty() else structlog.processors.JSONRenderer()
+        _console_renderer() if sys.stderr.isatty() else structlog.processors.JSONRenderer()
     )
     structlog.configure(
         processors=[*shared, structlog.processors.format_exc_info, renderer]

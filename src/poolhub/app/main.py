@@ -2,26 +2,39 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import cast
 
 from dishka import AsyncContainer
 from dishka.integrations.litestar import setup_dishka
 from litestar import Litestar
+from litestar.enums import ScopeType
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
+from litestar.types import LifeSpanReceive, LifeSpanScope, LifeSpanSend, Message, Receive, Scope, Send
 
+from poolhub.app.http import openapi
+from poolhub.app.http.aliases import alias_of
+from poolhub.app.http.console.controller import console_router
 from poolhub.app.http.controllers.billing import BillingController
 from poolhub.app.http.controllers.match import MatchController
 from poolhub.app.http.controllers.miners import MinerController, heartbeat_socket
-from poolhub.app.http.controllers.observability import ObservabilityController
+from poolhub.app.http.controllers.observability import ObservabilityController, ProbeController
 from poolhub.app.http.controllers.sla import SlaController
 from poolhub.app.http.errors import EXCEPTION_HANDLERS
 from poolhub.app.http.middleware import access_log_middleware
+from poolhub.app.http.ratelimit import prune_expired, rate_limit_middleware
+from poolhub.app.http.schemas.common import DecimalSchemaPlugin
+from poolhub.app.http.strict import StrictRequest
 from poolhub.app.ioc.container import make_container
 from poolhub.app.runtime.background import Background
 from poolhub.app.runtime.billing_jobs import billing_jobs
+from poolhub.app.runtime.loop_monitor import LoopMonitor
+from poolhub.app.runtime.retention_jobs import retention_jobs
 from poolhub.app.runtime.schedulers import PeriodicJob, Scheduler
 from poolhub.app.runtime.sla_jobs import sla_jobs, sla_penalty_lifespan
 from poolhub.app.settings import Settings
@@ -42,7 +55,33 @@ def periodic_jobs(settings: Settings) -> list[PeriodicJob]:
     jobs: list[PeriodicJob] = []
     jobs.extend(sla_jobs(settings))
     jobs.extend(billing_jobs(settings))
+    jobs.extend(retention_jobs())
     return jobs
+
+
+class PoolHub(Litestar):
+    """Litestar that answers HEAD wherever GET answers: routed as GET, sent without the body."""
+
+    async def __call__(
+        self, scope: Scope | LifeSpanScope, receive: Receive | LifeSpanReceive, send: Send | LifeSpanSend
+    ) -> None:
+        if scope["type"] == ScopeType.HTTP and scope.get("method") == "HEAD":
+            scope = cast("Scope", {**scope, "method": "GET"})
+            send = _without_body(cast("Send", send))
+        await super().__call__(scope, receive, send)
+
+
+def _without_body(send: Send) -> Send:
+    async def headless(message: Message) -> None:
+        if message["type"] == "http.response.body":
+            message = {
+                "type": "http.response.body",
+                "body": b"",
+                "more_body": message.get("more_body", False),
+            }
+        await send(message)
+
+    return headless
 
 
 def create_app(settings: Settings, container: AsyncContainer | None = None) -> Litestar:
@@ -51,29 +90,44 @@ def create_app(settings: Settings, container: AsyncContainer | None = None) -> L
     scheduler = Scheduler(container, periodic_jobs(settings))
 
     @asynccontextmanager
-    async def lifespan(_: Litestar) -> AsyncIterator[None]:
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        monitor = await container.get(LoopMonitor)
         await background.start()
         scheduler.start()
+        monitor.start()
+        pruning = asyncio.create_task(prune_expired(app, settings), name="prune-rate-limits")
         try:
             yield
         finally:
+            pruning.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await pruning
+            await monitor.stop()
             await scheduler.stop()
             await background.stop()
             await container.close()
 
-    app = Litestar(
+    app = PoolHub(
         route_handlers=[
             MinerController,
             heartbeat_socket,
             ObservabilityController,
+            ProbeController,
             MatchController,
             SlaController,
             BillingController,
+            # The AITBC network's clients: GET /health, GET /metrics and /v1/sla/… (same roles).
+            alias_of(ObservabilityController, "/"),
+            alias_of(SlaController, "/v1/sla"),
+            alias_of(BillingController, "/v1/sla/billing"),
+            console_router(),
         ],
         lifespan=[lifespan, sla_penalty_lifespan(container)],
         exception_handlers=EXCEPTION_HANDLERS,
-        middleware=[access_log_middleware],
+        middleware=[access_log_middleware, *rate_limit_middleware(settings)],
+        plugins=[DecimalSchemaPlugin()],
         request_max_body_size=MAX_BODY_BYTES,
+        request_class=StrictRequest,
         logging_config=None,
         openapi_config=OpenAPIConfig(
             title="Pool Hub",
@@ -88,6 +142,7 @@ def create_app(settings: Settings, container: AsyncContainer | None = None) -> L
             ),
         ),
     )
+    openapi.install(app)
     app.state.background = background
     app.state.scheduler = scheduler
     setup_dishka(container, app)

@@ -1,8 +1,15 @@
-"""Prometheus metrics of one app instance (its own registry, so several apps can live in one process)."""
+"""Prometheus metrics of one app instance (its own registry, so several apps can live in one process).
+
+With `poolhub serve --workers N` every worker writes its values to files in PROMETHEUS_MULTIPROC_DIR
+(prometheus-client's multiprocess mode), and a scrape of any worker renders the whole server: counters and
+histograms summed over the workers, per-process gauges aggregated as each one's mode says.
+"""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+import os
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
 
 from poolhub.domain.matching import REJECTION_REASONS
 
@@ -15,10 +22,16 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self.miners_online = Gauge(
-            "poolhub_miners_online", "Miners whose lease is live", registry=self.registry
+            "poolhub_miners_online",
+            "Miners whose lease is live",
+            registry=self.registry,
+            multiprocess_mode="livemax",
         )
         self.miners_registered = Gauge(
-            "poolhub_miners_registered", "Miners known to this process", registry=self.registry
+            "poolhub_miners_registered",
+            "Miners known to this process",
+            registry=self.registry,
+            multiprocess_mode="livemax",
         )
         self.match_latency_ms = Histogram(
             "poolhub_match_latency_ms",
@@ -41,7 +54,10 @@ class Metrics:
             "poolhub_heartbeats", "Beats received over HTTP and WebSocket", registry=self.registry
         )
         self.pending_beats = Gauge(
-            "poolhub_pending_beats", "Beats applied in memory and not yet flushed", registry=self.registry
+            "poolhub_pending_beats",
+            "Beats applied in memory and not yet flushed",
+            registry=self.registry,
+            multiprocess_mode="livesum",
         )
         self.writebehind_dropped = Counter(
             "poolhub_writebehind_dropped",
@@ -54,9 +70,15 @@ class Metrics:
             "Items waiting in a write-behind queue, by kind",
             ["kind"],
             registry=self.registry,
+            # Each worker has its own queues: the server's depth is their sum.
+            multiprocess_mode="livesum",
         )
         self.sla_violations_open = Gauge(
-            "poolhub_sla_violations_open", "Open SLA violations by type", ["type"], registry=self.registry
+            "poolhub_sla_violations_open",
+            "Open SLA violations by type",
+            ["type"],
+            registry=self.registry,
+            multiprocess_mode="mostrecent",
         )
         self.sla_collection_seconds = Histogram(
             "poolhub_sla_collection_seconds", "Duration of one SLA collection", registry=self.registry
@@ -66,9 +88,36 @@ class Metrics:
             "Usage records the coordinator did not accept on a sync attempt",
             registry=self.registry,
         )
+        self.billing_sync_blocked = Gauge(
+            "poolhub_billing_sync_blocked",
+            "1 while the coordinator blocks billing delivery (it answered 401, 403, 404 or 3xx)",
+            registry=self.registry,
+        )
         self.billing_records_pending = Gauge(
-            "poolhub_billing_records_pending", "Ledger records not yet delivered", registry=self.registry
+            "poolhub_billing_records_pending",
+            "Ledger records not yet delivered",
+            registry=self.registry,
+            multiprocess_mode="mostrecent",
+        )
+        self.event_loop_lag = Gauge(
+            "poolhub_event_loop_lag_seconds",
+            "Longest delay of the event loop over the last second (how long a ready request could wait)",
+            registry=self.registry,
+            multiprocess_mode="liveall",
         )
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        if multiprocess_dir() is None:
+            return generate_latest(self.registry)
+        merged = CollectorRegistry()
+        multiprocess.MultiProcessCollector(merged)  # type: ignore[no-untyped-call]
+        return generate_latest(merged)
+
+    def close(self) -> None:
+        """Drop this process's live gauges from the server's view (its counters stay in the sums)."""
+        if multiprocess_dir() is not None:
+            multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
+
+
+def multiprocess_dir() -> str | None:
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None

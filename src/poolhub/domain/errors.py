@@ -33,6 +33,10 @@ class ConflictError(DomainError):
     """The request conflicts with the current state."""
 
 
+class LimitExceededError(DomainError):
+    """Well-formed, but accepting it would pass a configured limit of the service (422)."""
+
+
 class BillingUnavailableError(DomainError):
     """The coordinator's billing API could not be reached or failed."""
 

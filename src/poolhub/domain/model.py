@@ -40,6 +40,7 @@ class MinerStatus:
     avg_latency_ms: float | None = None
     temp_c: float | None = None
     mem_free_gb: float | None = None
+    gpu_utilization_pct: float | None = None
 
     @property
     def event_at(self) -> datetime:

@@ -110,6 +110,16 @@ class ViolationPlan:
     to_open: tuple[Measurement, ...]
     to_update: tuple[tuple[str, Measurement], ...]
     to_resolve: tuple[tuple[str, datetime, float], ...]
+    # Resolved because the metric had no samples in the window (see UNMEASURED_REASON), not recovered.
+    to_resolve_unmeasured: tuple[tuple[str, datetime, float], ...] = ()
+
+
+UNMEASURED_REASON: dict[str, str] = {
+    "resolved_reason": "no_samples",
+    "detail": "the metric had no samples in the window, so the breach can no longer be shown",
+}
+"""Metadata of a per-miner violation resolved because its metric was not measured: without it, a miner
+that got no more jobs (because its penalty ranked it last) would keep the penalty for good."""
 
 
 def _require_aware(**instants: datetime) -> None:
@@ -318,9 +328,11 @@ def plan_violations(
     - breach and open → update the open one(s) with the latest measurement, never a duplicate;
     - measured, open and the value back within the threshold → resolve at `now`, with the seconds since
       `created_at` (never negative) as duration;
-    - not measured this round (e.g. no latency in the window) → the open violation stays untouched;
-    - measured with the value still past the threshold but too few samples to breach → untouched as
-      well: that is not a recovery, only too little evidence to decide.
+    - a miner's violation whose metric was not measured this round (no samples in the window, e.g. no
+      feedback) → resolved too, but in `to_resolve_unmeasured`, so the row can say why; a pool-wide one
+      stays untouched;
+    - measured with the value still past the threshold but too few samples to breach → untouched: that
+      is not a recovery, only too little evidence to decide.
     `measured_types`, when given, limits the round to those types: measurements and open violations of
     other types are ignored. Should storage hold several open violations for one key, all are treated
     alike. Output follows the input order. Two measurements of one key are an error.
@@ -353,14 +365,24 @@ def plan_violations(
             else:
                 to_open.append(measurement)
     to_resolve: list[tuple[str, datetime, float]] = []
+    unmeasured: list[tuple[str, datetime, float]] = []
     for violation in open_violations:
+        if not in_scope(violation.violation_type):
+            continue
+        duration = max(0.0, (now - violation.created_at).total_seconds())
         found = latest.get((violation.miner_id, violation.violation_type))
-        if found is None or not in_scope(violation.violation_type):
+        if found is None:
+            if violation.miner_id is not None and violation.violation_type not in POOL_WIDE:
+                unmeasured.append((violation.id, now, duration))
             continue
         if not _past_threshold(found.metric_type, found.value, found.threshold):
-            duration = max(0.0, (now - violation.created_at).total_seconds())
             to_resolve.append((violation.id, now, duration))
-    return ViolationPlan(to_open=tuple(to_open), to_update=tuple(to_update), to_resolve=tuple(to_resolve))
+    return ViolationPlan(
+        to_open=tuple(to_open),
+        to_update=tuple(to_update),
+        to_resolve=tuple(to_resolve),
+        to_resolve_unmeasured=tuple(unmeasured),
+    )
 
 
 def sla_penalty(open_types: Iterable[MetricType]) -> float:

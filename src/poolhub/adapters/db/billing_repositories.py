@@ -17,7 +17,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from poolhub.adapters.db.models import MatchRecordRow, UsageRecordRow
+from poolhub.adapters.db.models import BillingStateRow, MatchRecordRow, UsageRecordRow
 from poolhub.adapters.db.repositories import chunks
 from poolhub.domain.billing import (
     API_CALLS_KEY_PREFIX,
@@ -29,7 +29,7 @@ from poolhub.domain.billing import (
     UsageRecord,
 )
 from poolhub.domain.errors import InvalidInputError
-from poolhub.domain.ports import BillingLedger, PendingSelection, RetryMark
+from poolhub.domain.ports import BillingLedger, PendingSelection, RequeueSelection, RetryMark
 
 __all__ = ["MAX_LEDGER_AMOUNT", "MAX_LEDGER_QUANTITY", "SqlUsageLedger"]
 
@@ -45,6 +45,8 @@ _ERROR_CHARS = 1024
 
 _T = cast(Table, UsageRecordRow.__table__)
 _M = cast(Table, MatchRecordRow.__table__)
+_S = cast(Table, BillingStateRow.__table__)
+_BILLING_STATE = "coordinator"
 
 _COLUMNS = (
     _T.c.id,
@@ -189,20 +191,41 @@ class SqlUsageLedger(BillingLedger):
         row = result.first()
         return _entry(row) if row is not None else None
 
-    async def pending_batch(
-        self, *, after_id: int, limit: int, due_at: datetime | None, selection: PendingSelection
+    async def claim_pending(
+        self,
+        *,
+        claim: str,
+        after_id: int,
+        limit: int,
+        due_at: datetime | None,
+        selection: PendingSelection,
+        now: datetime,
+        claim_until: datetime,
     ) -> list[LedgerEntry]:
-        query = select(*_COLUMNS).where(*_selection_filters(selection), _T.c.id > after_id)
+        chosen = select(_T.c.id).where(
+            *_selection_filters(selection),
+            _T.c.id > after_id,
+            or_(_T.c.claimed_until.is_(None), _T.c.claimed_until <= now),
+        )
         if due_at is not None:
-            query = query.where(or_(_T.c.next_attempt_at.is_(None), _T.c.next_attempt_at <= due_at))
-        result = await self._session.execute(query.order_by(_T.c.id).limit(limit))
-        return [_entry(row) for row in result]
+            chosen = chosen.where(or_(_T.c.next_attempt_at.is_(None), _T.c.next_attempt_at <= due_at))
+        chosen = chosen.order_by(_T.c.id).limit(limit)
+        if self._dialect() == "postgresql":
+            # Rows another run is claiming right now are passed over, not waited for.
+            chosen = chosen.with_for_update(skip_locked=True)
+        result = await self._session.execute(
+            update(_T)
+            .where(_T.c.id.in_(chosen.scalar_subquery()))
+            .values(claimed_by=claim, claimed_until=claim_until)
+            .returning(*_COLUMNS)
+        )
+        return sorted((_entry(row) for row in result), key=lambda entry: entry.id)
 
-    async def mark_synced(self, ids: Sequence[int], now: datetime) -> None:
+    async def mark_synced(self, ids: Sequence[int], now: datetime, claim: str) -> None:
         for chunk in chunks(ids):
             await self._session.execute(
                 update(_T)
-                .where(_T.c.id.in_(chunk), _T.c.status != LedgerStatus.SYNCED.value)
+                .where(_T.c.id.in_(chunk), _T.c.status != LedgerStatus.SYNCED.value, _T.c.claimed_by == claim)
                 .values(
                     status=LedgerStatus.SYNCED.value,
                     synced_at=now,
@@ -212,12 +235,16 @@ class SqlUsageLedger(BillingLedger):
                 )
             )
 
-    async def mark_retry(self, marks: Sequence[RetryMark]) -> None:
+    async def mark_retry(self, marks: Sequence[RetryMark], claim: str) -> None:
         if not marks:
             return
         statement = (
             update(_T)
-            .where(_T.c.id == bindparam("b_id"), _T.c.status == LedgerStatus.PENDING.value)
+            .where(
+                _T.c.id == bindparam("b_id"),
+                _T.c.status == LedgerStatus.PENDING.value,
+                _T.c.claimed_by == bindparam("b_claim"),
+            )
             .values(
                 attempts=_T.c.attempts + 1,
                 next_attempt_at=bindparam("b_next"),
@@ -226,15 +253,27 @@ class SqlUsageLedger(BillingLedger):
         )
         await self._session.execute(
             statement,
-            [{"b_id": m.id, "b_next": m.next_attempt_at, "b_error": m.error[:_ERROR_CHARS]} for m in marks],
+            [
+                {
+                    "b_id": m.id,
+                    "b_next": m.next_attempt_at,
+                    "b_error": m.error[:_ERROR_CHARS],
+                    "b_claim": claim,
+                }
+                for m in marks
+            ],
         )
 
-    async def mark_rejected(self, rejections: Sequence[tuple[int, str]], now: datetime) -> None:
+    async def mark_rejected(self, rejections: Sequence[tuple[int, str]], now: datetime, claim: str) -> None:
         if not rejections:
             return
         statement = (
             update(_T)
-            .where(_T.c.id == bindparam("b_id"), _T.c.status == LedgerStatus.PENDING.value)
+            .where(
+                _T.c.id == bindparam("b_id"),
+                _T.c.status == LedgerStatus.PENDING.value,
+                _T.c.claimed_by == bindparam("b_claim"),
+            )
             .values(
                 status=LedgerStatus.REJECTED.value,
                 attempts=_T.c.attempts + 1,
@@ -243,8 +282,55 @@ class SqlUsageLedger(BillingLedger):
             )
         )
         await self._session.execute(
-            statement, [{"b_id": row_id, "b_error": reason[:_ERROR_CHARS]} for row_id, reason in rejections]
+            statement,
+            [
+                {"b_id": row_id, "b_error": reason[:_ERROR_CHARS], "b_claim": claim}
+                for row_id, reason in rejections
+            ],
         )
+
+    async def release(self, claim: str) -> None:
+        await self._session.execute(
+            update(_T).where(_T.c.claimed_by == claim).values(claimed_by=None, claimed_until=None)
+        )
+
+    async def requeue_rejected(self, selection: RequeueSelection) -> int:
+        filters: list[ColumnElement[bool]] = [_T.c.status == LedgerStatus.REJECTED.value]
+        if selection.tenant_id is not None:
+            filters.append(_T.c.tenant_id == selection.tenant_id)
+        if selection.resource_type is not None:
+            filters.append(_T.c.resource_type == selection.resource_type)
+        if selection.since is not None:
+            filters.append(_T.c.usage_end >= selection.since)
+        if selection.until is not None:
+            filters.append(_T.c.usage_end < selection.until)
+        result = await self._session.execute(
+            update(_T)
+            .where(*filters)
+            .values(
+                status=LedgerStatus.PENDING.value, next_attempt_at=None, claimed_by=None, claimed_until=None
+            )
+        )
+        return int(result.rowcount)  # type: ignore[attr-defined]
+
+    async def set_blocked(self, reason: str | None, now: datetime) -> None:
+        insert = postgresql.insert(_S) if self._dialect() == "postgresql" else sqlite.insert(_S)
+        values = {
+            "name": _BILLING_STATE,
+            "blocked_reason": reason and reason[:_ERROR_CHARS],
+            "changed_at": now,
+        }
+        await self._session.execute(
+            insert.values(values).on_conflict_do_update(
+                index_elements=["name"],
+                set_={"blocked_reason": values["blocked_reason"], "changed_at": now},
+            )
+        )
+
+    async def blocked_reason(self) -> str | None:
+        result = await self._session.execute(select(_S.c.blocked_reason).where(_S.c.name == _BILLING_STATE))
+        reason: str | None = result.scalar_one_or_none()
+        return reason
 
     async def count_pending(self, selection: PendingSelection) -> int:
         result = await self._session.execute(

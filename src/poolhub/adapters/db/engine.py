@@ -29,11 +29,17 @@ def make_engine(url: str) -> AsyncEngine:
     if make_url(url).get_backend_name() == "sqlite":
         engine = create_async_engine(url, connect_args={"timeout": 30}, hide_parameters=True)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
-        event.listen(engine.sync_engine, "begin", _sqlite_begin_immediate)
+        event.listen(engine.sync_engine, "begin", _sqlite_begin)
         return engine
     # No pre-ping: it costs a round trip per checkout; a dead connection fails one request and is replaced.
-    # hide_parameters: errors and logs name the statement, never the values (tokens, keys, tenants).
-    return create_async_engine(url, pool_size=10, max_overflow=20, pool_recycle=1800, hide_parameters=True)
+    return create_async_engine(
+        # hide_parameters: a statement in an error or a log never carries its values (keys, tokens, metadata).
+        url,
+        pool_size=10,
+        max_overflow=20,
+        pool_recycle=1800,
+        hide_parameters=True,
+    )
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -48,11 +54,25 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     dbapi_connection.isolation_level = None
 
 
-def _sqlite_begin_immediate(connection: Any) -> None:
+def _sqlite_begin(connection: Any) -> None:
+    if connection.get_execution_options().get(READ_ONLY_OPTION):
+        # A reader under WAL sees a snapshot and takes no write lock: writers never wait for it.
+        connection.exec_driver_sql("BEGIN DEFERRED")
+        return
     # A deferred transaction that read, then writes after another connection committed, fails at
     # once with SQLITE_BUSY (no wait); taking the write lock up front makes it wait its turn instead.
     connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+READ_ONLY_OPTION = "poolhub_read_only"
+
+
 def make_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False)
+
+
+def make_read_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    """Sessions for work that only reads: on SQLite their transactions begin DEFERRED, so a report never
+    holds the write lock that registrations and feedback need (PostgreSQL readers never block writers).
+    A write through such a session is a bug; on SQLite it may fail with SQLITE_BUSY."""
+    return async_sessionmaker(engine.execution_options(**{READ_ONLY_OPTION: True}), expire_on_commit=False)

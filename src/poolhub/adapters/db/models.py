@@ -17,7 +17,8 @@ class MinerRow(DefaultBase):
     __tablename__ = "miners"
 
     miner_id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    api_key_hash: Mapped[str] = mapped_column(String(64))
+    # Indexed: miners that keep no session (AITBC) beat with their API key, found by its hash.
+    api_key_hash: Mapped[str] = mapped_column(String(64), index=True)
     addr: Mapped[str] = mapped_column(String(256))
     proto: Mapped[str] = mapped_column(String(32))
     gpu_name: Mapped[str | None] = mapped_column(String(128), nullable=True)
@@ -56,6 +57,7 @@ class MinerStatusRow(DefaultBase):
     avg_latency_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
     temp_c: Mapped[float | None] = mapped_column(Float, nullable=True)
     mem_free_gb: Mapped[float | None] = mapped_column(Float, nullable=True)
+    gpu_utilization_pct: Mapped[float | None] = mapped_column(Float, nullable=True)
     # Which process wrote the row last: a process's refresh skips its own batched writes.
     written_by: Mapped[str] = mapped_column(String(36))
     updated_at: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True), index=True)
@@ -157,6 +159,10 @@ class UsageRecordRow(BigIntBase):
     next_attempt_at: Mapped[datetime | None] = mapped_column(DateTimeUTC(timezone=True), nullable=True)
     last_error: Mapped[str | None] = mapped_column(String(1024), nullable=True)
     synced_at: Mapped[datetime | None] = mapped_column(DateTimeUTC(timezone=True), nullable=True)
+    # A sync run's claim on a pending line, committed before it is sent: no other run sends it until
+    # `claimed_until`, and a claimer that died loses it then.
+    claimed_by: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    claimed_until: Mapped[datetime | None] = mapped_column(DateTimeUTC(timezone=True), nullable=True)
 
 
 class SchedulerTickRow(DefaultBase):
@@ -168,6 +174,28 @@ class SchedulerTickRow(DefaultBase):
     tick_at: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True), primary_key=True)
     claimed_by: Mapped[str] = mapped_column(String(36))
     claimed_at: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True))
+    # NULL until the job ran to its end: a tick whose job crashed is run again.
+    finished_at: Mapped[datetime | None] = mapped_column(DateTimeUTC(timezone=True), nullable=True)
+
+
+class JobLeaseRow(DefaultBase):
+    """Who runs a periodic job right now (scheduled or by hand), until when; renewed while it runs."""
+
+    __tablename__ = "job_leases"
+
+    job: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(36))
+    lease_until: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True))
+
+
+class BillingStateRow(DefaultBase):
+    """Shared billing state: why the last sync run was blocked by the coordinator (NULL: it was not)."""
+
+    __tablename__ = "billing_state"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    blocked_reason: Mapped[str | None] = mapped_column(String(1024), nullable=True)
+    changed_at: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True))
 
 
 class LiveChangeRow(DefaultBase):
@@ -198,3 +226,9 @@ class LiveProcessRow(DefaultBase):
     origin: Mapped[str] = mapped_column(String(36), primary_key=True)
     matches_saved_at: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True))
     seen_at: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True))
+
+
+# Retention prunes by these columns in bounded batches (declared here, beside the tables they index).
+Index("ix_miner_sessions_expires_at", SessionRow.expires_at)
+Index("ix_miner_sessions_revoked_at", SessionRow.revoked_at)
+Index("ix_presence_intervals_ended_at", PresenceIntervalRow.ended_at)

@@ -20,7 +20,6 @@ from poolhub.adapters.db.models import (
     MinerRow,
     MinerStatusRow,
     PresenceIntervalRow,
-    SchedulerTickRow,
     SessionRow,
 )
 from poolhub.domain.model import LeasePolicy, Miner, MinerSpec, MinerStatus, Trust
@@ -32,7 +31,6 @@ from poolhub.domain.ports import (
     MinerRepository,
     PresenceRepository,
     SessionRepository,
-    TickLock,
     TokenLookup,
 )
 
@@ -132,6 +130,7 @@ def _to_miner(row: MinerRow, status: MinerStatusRow) -> Miner:
             avg_latency_ms=status.avg_latency_ms,
             temp_c=status.temp_c,
             mem_free_gb=status.mem_free_gb,
+            gpu_utilization_pct=status.gpu_utilization_pct,
         ),
         registered_at=row.registered_at,
         trust=Trust(row.trust_successes, row.trust_failures, row.trust_as_of),
@@ -156,6 +155,7 @@ def _status_values(status: MinerStatus, lease: LeasePolicy, now: datetime) -> di
         "avg_latency_ms": status.avg_latency_ms,
         "temp_c": status.temp_c,
         "mem_free_gb": status.mem_free_gb,
+        "gpu_utilization_pct": status.gpu_utilization_pct,
         "written_by": PROCESS_ID,
         "updated_at": now,
     }
@@ -224,6 +224,20 @@ class SqlMinerRepository(MinerRepository):
             select(MinerRow.miner_id, MinerRow.api_key_hash).where(MinerRow.miner_id.in_(miner_ids))
         )
         return dict(result.tuples().all())
+
+    async def rehash_api_keys(self, rehashes: Sequence[tuple[str, str, str]]) -> None:
+        if not rehashes:
+            return
+        table = table_of(MinerRow)
+        statement = (
+            update(table)
+            .where(table.c.miner_id == bindparam("b_miner_id"), table.c.api_key_hash == bindparam("b_old"))
+            .values(api_key_hash=bindparam("b_new"))
+        )
+        await self._session.execute(
+            statement,
+            [{"b_miner_id": m, "b_old": old, "b_new": new} for m, old, new in sorted(rehashes)],
+        )
 
     async def save_registrations(self, registrations: Sequence[tuple[Miner, str]]) -> set[str]:
         ordered = sorted(registrations, key=lambda r: r[0].miner_id)
@@ -402,21 +416,6 @@ class SqlPresenceRepository(PresenceRepository):
         )
 
 
-class SqlTickLock(TickLock):
-    """INSERT … ON CONFLICT DO NOTHING on (job, tick): the database picks the one winner."""
-
-    def __init__(self, session: AsyncSession) -> None:
-        self._session = session
-
-    async def claim(self, job: str, tick_at: datetime, now: datetime) -> bool:
-        statement = upsert_statement(self._session, SchedulerTickRow.__table__, ("job", "tick_at"), ())
-        result = await self._session.execute(
-            statement, {"job": job, "tick_at": tick_at, "claimed_by": PROCESS_ID, "claimed_at": now}
-        )
-        await self._session.commit()
-        return bool(result.rowcount)  # type: ignore[attr-defined]
-
-
 class SqlFeedbackRepository(FeedbackRepository):
     def __init__(self, session: AsyncSession) -> None:
         self._session = session
@@ -486,6 +485,13 @@ class SqlTokenLookup(TokenLookup):
     async def miner_of_live_token(self, token_hash: str) -> str | None:
         async with self._sessions() as session:
             return await SqlSessionRepository(session).find_live(token_hash)
+
+    async def miners_with_api_key(self, key_hash: str) -> list[str]:
+        async with self._sessions() as session:
+            result = await session.execute(
+                select(MinerRow.miner_id).where(MinerRow.api_key_hash == key_hash).limit(2)
+            )
+            return list(result.scalars())
 
     async def miner(self, miner_id: str) -> Miner | None:
         async with self._sessions() as session:

@@ -56,6 +56,7 @@ class SlaViolationRow(BigIntBase):
         ),
         Index("ix_sla_violations_created", "created_at"),
         Index("ix_sla_violations_miner_created", "miner_id", "created_at"),
+        Index("ix_sla_violations_resolved_at", "resolved_at"),
         CheckConstraint(f"subject = COALESCE(miner_id, '{POOL_SUBJECT}')", name="subject_matches_miner"),
     )
 
@@ -71,6 +72,8 @@ class SlaViolationRow(BigIntBase):
     updated_at: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True))
     resolved_at: Mapped[datetime | None] = mapped_column(DateTimeUTC(timezone=True), nullable=True)
     duration_sec: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # Why it was resolved when that was not a recovery (e.g. no samples in the window); NULL otherwise.
+    metadata_: Mapped[dict[str, object] | None] = mapped_column("metadata", JsonB, nullable=True)
 
 
 class CapacitySnapshotRow(BigIntBase):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -15,7 +15,6 @@ from sqlalchemy import (
     and_,
     bindparam,
     case,
-    delete,
     func,
     insert,
     select,
@@ -76,6 +75,7 @@ def _violation(row: Any) -> StoredViolation:
         created_at=row.created_at,
         resolved_at=row.resolved_at,
         duration_sec=row.duration_sec,
+        metadata=dict(row.metadata_ or {}),
     )
 
 
@@ -244,10 +244,6 @@ class SqlSlaRepository(SlaRepository):
         )
         return int(result.scalar_one())
 
-    async def prune_metrics(self, before: datetime) -> int:
-        result = await self._session.execute(delete(SlaMetricRow).where(SlaMetricRow.timestamp < before))
-        return int(result.rowcount)  # type: ignore[attr-defined]
-
     async def open_violations(self) -> list[OpenViolation]:
         result = await self._session.execute(
             select(
@@ -343,7 +339,9 @@ class SqlSlaRepository(SlaRepository):
             ],
         )
 
-    async def resolve_violations(self, resolutions: Sequence[tuple[str, datetime, float]]) -> int:
+    async def resolve_violations(
+        self, resolutions: Sequence[tuple[str, datetime, float]], metadata: Mapping[str, str] | None = None
+    ) -> int:
         if not resolutions:
             return 0
         table = table_of(SlaViolationRow)
@@ -360,14 +358,26 @@ class SqlSlaRepository(SlaRepository):
             result = await self._session.execute(
                 update(table)
                 .where(table.c.id.in_(ids), table.c.resolved_at.is_(None))
-                .values(resolved_at=resolved_at, duration_sec=duration, updated_at=resolved_at)
+                .values(
+                    resolved_at=resolved_at,
+                    duration_sec=duration,
+                    updated_at=resolved_at,
+                    **({"metadata": dict(metadata)} if metadata is not None else {}),
+                )
                 .returning(table.c.id)
             )
             resolved += len(result.all())
         return resolved
 
     async def violations(
-        self, *, miner_id: str | None, resolved: bool, offset: int, limit: int
+        self,
+        *,
+        miner_id: str | None,
+        resolved: bool,
+        offset: int,
+        limit: int,
+        violation_type: str | None = None,
+        severity: str | None = None,
     ) -> tuple[list[StoredViolation], int]:
         query = select(SlaViolationRow)
         query = query.where(
@@ -375,6 +385,10 @@ class SqlSlaRepository(SlaRepository):
         )
         if miner_id is not None:
             query = query.where(SlaViolationRow.miner_id == miner_id)
+        if violation_type is not None:
+            query = query.where(SlaViolationRow.violation_type == violation_type)
+        if severity is not None:
+            query = query.where(SlaViolationRow.severity == severity)
         rows, total = await page_of(
             self._session,
             query,

@@ -16,6 +16,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 
 from poolhub.adapters.live.feed import ChangeSource
+from poolhub.adapters.live.tokens import TokenCache
 from poolhub.adapters.live.writebehind import LiveStore, PendingBeat, save_isolating
 from poolhub.domain.matching import IndexedMiner, MinerIndex
 from poolhub.domain.model import LeasePolicy, Miner, MinerStatus, Trust
@@ -33,7 +34,9 @@ MATCH_POLL_SEC = 0.05
 PROCESS_SILENT_AFTER = timedelta(seconds=3)
 # Kinds after which the stored status is the truth: another process re-registered or logged the miner
 # out, so a beat this process still holds (taken with a token that is now revoked) must not survive.
-_AUTHORITATIVE = frozenset({ChangeKind.REGISTERED, ChangeKind.LOGOUT, ChangeKind.REVOKED})
+_AUTHORITATIVE = frozenset(
+    {ChangeKind.REGISTERED, ChangeKind.LOGOUT, ChangeKind.REVOKED, ChangeKind.RETURNED}
+)
 
 DropHook = Callable[[str, int], None]
 
@@ -67,8 +70,7 @@ class LiveDirectory(LiveState):
         self._queue_max = queue_max
         self._on_drop = on_drop
         self._miners: dict[str, Miner] = {}
-        self._tokens: dict[str, str] = {}
-        self._tokens_of: dict[str, set[str]] = {}
+        self._tokens = TokenCache()
         self._penalties: dict[str, float] = {}
         # miner id -> latest unsaved status, oldest first (a new beat moves its miner to the end)
         self._beats: OrderedDict[str, MinerStatus] = OrderedDict()
@@ -93,6 +95,9 @@ class LiveDirectory(LiveState):
         self._store_miner(miner, now)
 
     def _store_miner(self, miner: Miner, now: datetime) -> None:
+        if miner.miner_id not in self._miners:
+            # Only a new miner can share an API key with a cached one (a miner's key never changes).
+            self._tokens.api_keys_changed()
         self._miners[miner.miner_id] = miner
         self.index.upsert(self._indexed(miner, now))
 
@@ -123,6 +128,11 @@ class LiveDirectory(LiveState):
         self._queue_beat(miner_id, status)
         return updated
 
+    async def bring_back(self, miner_id: str, status: MinerStatus, now: datetime) -> None:
+        if self._store is not None:
+            await self._store.save_return(miner_id, status, now, self.origin)
+        self.put(replace(self._miners[miner_id], status=status), now)
+
     def update_status(self, miner_id: str, status: MinerStatus) -> None:
         miner = self._miners[miner_id]
         self._miners[miner_id] = replace(miner, status=status)
@@ -149,21 +159,28 @@ class LiveDirectory(LiveState):
     # Session tokens -----------------------------------------------------------------------------
 
     def remember_token(self, token_hash: str, miner_id: str) -> None:
-        self._tokens[token_hash] = miner_id
-        self._tokens_of.setdefault(miner_id, set()).add(token_hash)
+        self._tokens.remember(token_hash, miner_id)
 
     def forget_tokens(self, token_hashes: Iterable[str]) -> None:
-        for token_hash in token_hashes:
-            miner_id = self._tokens.pop(token_hash, None)
-            if miner_id is not None:
-                self._tokens_of.get(miner_id, set()).discard(token_hash)
-
-    def _forget_miner_tokens(self, miner_id: str) -> None:
-        for token_hash in self._tokens_of.pop(miner_id, set()):
-            self._tokens.pop(token_hash, None)
+        self._tokens.forget(token_hashes)
 
     def miner_for_token(self, token_hash: str) -> str | None:
-        return self._tokens.get(token_hash)
+        return self._tokens.miner_for(token_hash)
+
+    def remember_api_key(self, key_hash: str, miner_ids: tuple[str, ...]) -> None:
+        self._tokens.remember_api_key(key_hash, miner_ids)
+
+    def miners_for_api_key(self, key_hash: str) -> tuple[str, ...] | None:
+        return self._tokens.miners_for_api_key(key_hash)
+
+    def api_keys_changed(self) -> None:
+        self._tokens.api_keys_changed()
+
+    def is_unknown_token(self, token_hash: str, now: datetime) -> bool:
+        return self._tokens.unknown.contains(token_hash, now)
+
+    def remember_unknown_token(self, token_hash: str, now: datetime) -> None:
+        self._tokens.unknown.add(token_hash, now)
 
     # Trust and penalties ------------------------------------------------------------------------
 
@@ -353,6 +370,8 @@ class LiveDirectory(LiveState):
         self, kinds: dict[str, set[ChangeKind]], miners: dict[str, Miner], tokens: dict[str, list[str]]
     ) -> None:
         now = self._clock.now()
+        if any(ChangeKind.API_KEY in changed for changed in kinds.values()):
+            self._tokens.api_keys_changed()
         for miner_id, changed in kinds.items():
             stored = miners.get(miner_id)
             if stored is None:
@@ -360,7 +379,7 @@ class LiveDirectory(LiveState):
             cached = self._miners.get(miner_id)
             if cached is None or changed & _AUTHORITATIVE:
                 self._beats.pop(miner_id, None)
-                self._forget_miner_tokens(miner_id)
+                self._tokens.forget_miner(miner_id)
                 for token_hash in tokens.get(miner_id, []):
                     self.remember_token(token_hash, miner_id)
                 self._store_miner(stored, now)

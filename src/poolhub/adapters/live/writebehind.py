@@ -20,8 +20,10 @@ from poolhub.adapters.db.repositories import (
     SqlSessionRepository,
     upsert_statement,
 )
+from poolhub.adapters.db.uow import SqlUnitOfWork
+from poolhub.adapters.live.feed import SqlChangeLog
 from poolhub.domain.model import LeasePolicy, MinerStatus
-from poolhub.domain.ports import MatchRecord
+from poolhub.domain.ports import ChangeKind, MatchRecord
 
 _log = structlog.get_logger("poolhub.writebehind")
 
@@ -43,6 +45,9 @@ class LiveStore(Protocol):
     async def save_beats(self, beats: Sequence[PendingBeat], now: datetime) -> None: ...
 
     async def save_match_records(self, records: Sequence[MatchRecord]) -> None: ...
+
+    async def save_return(self, miner_id: str, status: MinerStatus, now: datetime, origin: str) -> None:
+        """A logged-out miner is back (a beat with its API key): its status and a RETURNED change."""
 
     async def mark_matches_saved(self, origin: str, until: datetime, now: datetime) -> None:
         """Every match `origin` answered before `until` is saved (or was dropped as unsaveable)."""
@@ -113,6 +118,17 @@ class SqlLiveStore(LiveStore):
                     intervals.append((beat.miner_id, beat.status.online_since, beat.presence_end))
             await SqlPresenceRepository(session).record(intervals)
             await session.commit()
+
+    async def save_return(self, miner_id: str, status: MinerStatus, now: datetime, origin: str) -> None:
+        async with self._sessions() as session:
+            uow = SqlUnitOfWork(session)
+
+            async def save() -> None:
+                await SqlMinerRepository(session, self._lease).save_statuses([(miner_id, status)], now)
+                await SqlChangeLog(session, origin).record(ChangeKind.RETURNED, [miner_id], now)
+                await uow.commit()
+
+            await uow.run(save)
 
     async def save_match_records(self, records: Sequence[MatchRecord]) -> None:
         async with self._sessions() as session:

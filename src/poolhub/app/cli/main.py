@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
+import tempfile
 from collections.abc import Callable, Sequence
 
 from poolhub.app.settings import Settings, SettingsError, load_settings
@@ -17,7 +20,6 @@ def _settings_or_exit() -> Settings:
 
 
 def _serve(args: argparse.Namespace) -> None:
-    import uvicorn
 
     from poolhub.app.logging import configure_logging
 
@@ -28,7 +30,26 @@ def _serve(args: argparse.Namespace) -> None:
             f"poolhub: refusing to start: empty secret(s) {', '.join(missing)} "
             "(set them in the environment or .env)"
         )
+    problems = settings.production_problems()
+    if problems:
+        sys.exit(
+            f"poolhub: refusing to start in production (POOLHUB_ENV=production): {'; '.join(problems)} "
+            "(generate secrets with `python -c 'import secrets; print(secrets.token_urlsafe(32))'`, "
+            "or set POOLHUB_ENV=development on a laptop)"
+        )
     configure_logging(settings.log_level)
+    with contextlib.ExitStack() as stack:
+        if args.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            # Set before the workers start: prometheus-client picks its value store when it is imported.
+            os.environ["PROMETHEUS_MULTIPROC_DIR"] = stack.enter_context(
+                tempfile.TemporaryDirectory(prefix="poolhub-metrics-")
+            )
+        _run_server(args, settings)
+
+
+def _run_server(args: argparse.Namespace, settings: Settings) -> None:
+    import uvicorn
+
     uvicorn.run(
         "poolhub.app.asgi:create_app_from_env",
         factory=True,
@@ -40,6 +61,8 @@ def _serve(args: argparse.Namespace) -> None:
         lifespan="on",
         ws_max_size=64 * 1024,
         timeout_graceful_shutdown=10,
+        # The app itself reads X-Forwarded-For from FORWARDED_ALLOW_IPS (rate limits key on the client).
+        proxy_headers=False,
     )
 
 
@@ -104,6 +127,12 @@ def _register_demo(commands: argparse._SubParsersAction[argparse.ArgumentParser]
     register(commands)
 
 
+def _register_console_shots(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from poolhub.app.tools.console_shots import register
+
+    register(commands)
+
+
 # Later subcommands register themselves here; each imports its module only when the CLI builds.
 EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]] = [
     _register_bench,
@@ -111,6 +140,7 @@ EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParse
     _register_sla_tools,
     _register_billing,
     _register_demo,
+    _register_console_shots,
 ]
 
 

@@ -20,6 +20,7 @@ from poolhub.domain.errors import (
     DomainError,
     ForbiddenError,
     InvalidInputError,
+    LimitExceededError,
     NotFoundError,
 )
 
@@ -29,6 +30,7 @@ STATUS_BY_ERROR: dict[type[DomainError], int] = {
     ForbiddenError: 403,
     NotFoundError: 404,
     ConflictError: 409,
+    LimitExceededError: 422,
     BillingRejectedError: 502,
     BillingUnavailableError: 502,
 }

@@ -6,6 +6,7 @@ from dishka import AsyncContainer, Provider, make_async_container
 from dishka.integrations.litestar import LitestarProvider
 
 from poolhub.app.ioc.billing import BillingProvider
+from poolhub.app.ioc.console import ConsoleProvider
 from poolhub.app.ioc.core import CoreProvider, PersistenceProvider
 from poolhub.app.ioc.matching import MatchingProvider
 from poolhub.app.ioc.miners import MinerProvider
@@ -22,6 +23,7 @@ def make_container(settings: Settings, *overrides: Provider) -> AsyncContainer:
         MatchingProvider(),
         SlaProvider(),
         BillingProvider(),
+        ConsoleProvider(),
         LitestarProvider(),
         *overrides,
         context={Settings: settings},

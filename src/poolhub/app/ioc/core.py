@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import NewType
 
 from dishka import AsyncContainer, Provider, Scope, from_context, provide
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from poolhub.adapters.db.engine import make_engine, make_session_factory
+from poolhub.adapters.db.engine import make_engine, make_read_session_factory, make_session_factory
 from poolhub.adapters.db.repositories import (
     SqlMinerRepository,
     SqlPresenceRepository,
     SqlSessionRepository,
-    SqlTickLock,
     SqlTokenLookup,
 )
+from poolhub.adapters.db.scheduling import SqlTickLock
 from poolhub.adapters.db.uow import SqlUnitOfWork
 from poolhub.adapters.live import LiveDirectory, SqlChangeLog
 from poolhub.adapters.live.feed import NotifyListener, SqlChangeSource
@@ -23,6 +24,7 @@ from poolhub.adapters.system import SecretsTokenSource, SystemClock
 from poolhub.app.http.auth import RoleSecrets
 from poolhub.app.metrics import Metrics
 from poolhub.app.runtime.background import DatabaseProbe
+from poolhub.app.runtime.loop_monitor import LoopMonitor
 from poolhub.app.runtime.registrations import RegistrationBatcher
 from poolhub.app.settings import Settings
 from poolhub.domain.model import LeasePolicy
@@ -44,7 +46,11 @@ from poolhub.domain.use_cases.miner_session import (
     ApplyBeat,
     RecordHeartbeat,
 )
-from poolhub.domain.use_cases.register_miner import ServerSecret
+from poolhub.domain.use_cases.register_miner import DirectoryLimits, ServerSecret
+
+ReadSession = NewType("ReadSession", AsyncSession)
+"""A request's session for work that only reads (on SQLite it never takes the write lock)."""
+ReadSessions = NewType("ReadSessions", async_sessionmaker[AsyncSession])
 
 
 class CoreProvider(Provider):
@@ -68,6 +74,7 @@ class CoreProvider(Provider):
         clock: Clock,
         settings: Settings,
         sessions: async_sessionmaker[AsyncSession],
+        read_sessions: ReadSessions,
         metrics: Metrics,
     ) -> LiveDirectory:
         def dropped(kind: str, count: int) -> None:
@@ -78,7 +85,8 @@ class CoreProvider(Provider):
             trust,
             clock,
             store=SqlLiveStore(sessions, lease),
-            feed=SqlChangeSource(sessions, lease),
+            # The feed only reads: on SQLite its polls never take the write lock.
+            feed=SqlChangeSource(read_sessions, lease),
             queue_max=settings.writebehind_queue_max,
             on_drop=dropped,
         )
@@ -93,7 +101,11 @@ class CoreProvider(Provider):
 
     @provide(scope=Scope.APP)
     def secret(self, settings: Settings) -> ServerSecret:
-        return ServerSecret(settings.secret_key)
+        return ServerSecret(settings.secret_key, settings.secret_key_previous)
+
+    @provide(scope=Scope.APP)
+    def directory_limits(self, settings: Settings) -> DirectoryLimits:
+        return DirectoryLimits(settings.max_directory_tokens)
 
     @provide(scope=Scope.APP)
     def other_roles(self, roles: RoleSecrets) -> OtherRoleSecrets:
@@ -111,6 +123,7 @@ class CoreProvider(Provider):
     authenticate_miner = provide(AuthenticateMiner, scope=Scope.APP)
     record_heartbeat = provide(RecordHeartbeat, scope=Scope.APP)
     metrics = provide(Metrics, scope=Scope.APP)
+    loop_monitor = provide(LoopMonitor, scope=Scope.APP)
     probe = provide(DatabaseProbe, scope=Scope.APP)
     clock = provide(SystemClock, provides=Clock, scope=Scope.APP)
     tokens = provide(SecretsTokenSource, provides=TokenSource, scope=Scope.APP)
@@ -135,6 +148,15 @@ class PersistenceProvider(Provider):
         async with factory() as session:
             yield session
 
+    @provide(scope=Scope.APP)
+    def read_session_factory(self, engine: AsyncEngine) -> ReadSessions:
+        return ReadSessions(make_read_session_factory(engine))
+
+    @provide(scope=Scope.REQUEST)
+    async def read_session(self, factory: ReadSessions) -> AsyncIterator[ReadSession]:
+        async with factory() as session:
+            yield ReadSession(session)
+
     @provide(scope=Scope.REQUEST)
     def changes(self, session: AsyncSession, directory: LiveDirectory) -> ChangeLog:
         return SqlChangeLog(session, directory.origin)
@@ -146,5 +168,5 @@ class PersistenceProvider(Provider):
     sessions = provide(SqlSessionRepository, provides=SessionRepository, scope=Scope.REQUEST)
     presence = provide(SqlPresenceRepository, provides=PresenceRepository, scope=Scope.REQUEST)
     uow = provide(SqlUnitOfWork, provides=UnitOfWork, scope=Scope.REQUEST)
-    tick_lock = provide(SqlTickLock, provides=TickLock, scope=Scope.REQUEST)
+    tick_lock = provide(SqlTickLock, provides=TickLock, scope=Scope.APP)
     token_lookup = provide(SqlTokenLookup, provides=TokenLookup, scope=Scope.APP)

@@ -5,9 +5,12 @@ from __future__ import annotations
 from dishka import Provider, Scope, provide
 
 from poolhub.adapters.db.capacity_repositories import SqlCapacityRepository
+from poolhub.adapters.db.retention_repository import SqlHistoryStore
 from poolhub.adapters.db.sla_repositories import SqlSlaRepository
+from poolhub.app.ioc.core import ReadSession
 from poolhub.app.settings import Settings
-from poolhub.domain.ports import CapacityRepository, SlaRepository
+from poolhub.domain.ports import BillingHealth, CapacityRepository, Clock, SlaRepository
+from poolhub.domain.ports.retention import HistoryStore
 from poolhub.domain.sla import SlaThresholds
 from poolhub.domain.use_cases.capacity_planning import (
     CapacityPlanner,
@@ -16,6 +19,7 @@ from poolhub.domain.use_cases.capacity_planning import (
     RecommendCapacity,
 )
 from poolhub.domain.use_cases.collect_sla import CollectSla, SlaPolicy
+from poolhub.domain.use_cases.prune_history import PruneHistory, RetentionPolicy
 from poolhub.domain.use_cases.refresh_sla_penalties import RefreshSlaPenalties
 from poolhub.domain.use_cases.sla_queries import (
     GetSlaStatus,
@@ -48,14 +52,36 @@ class SlaProvider(Provider):
             alert_threshold_pct=settings.capacity_alert_threshold_pct,
         )
 
+    @provide(scope=Scope.APP)
+    def retention_policy(self, settings: Settings) -> RetentionPolicy:
+        return RetentionPolicy(
+            retention_days=settings.retention_days, capacity_history_days=settings.capacity_history_days
+        )
+
+    history = provide(SqlHistoryStore, provides=HistoryStore, scope=Scope.REQUEST)
+    prune_history = provide(PruneHistory, scope=Scope.REQUEST)
     sla_repository = provide(SqlSlaRepository, provides=SlaRepository, scope=Scope.REQUEST)
     capacity_repository = provide(SqlCapacityRepository, provides=CapacityRepository, scope=Scope.REQUEST)
     planner = provide(CapacityPlanner, scope=Scope.REQUEST)
     collect = provide(CollectSla, scope=Scope.REQUEST)
     refresh_penalties = provide(RefreshSlaPenalties, scope=Scope.REQUEST)
-    list_metrics = provide(ListSlaMetrics, scope=Scope.REQUEST)
-    list_violations = provide(ListSlaViolations, scope=Scope.REQUEST)
-    list_snapshots = provide(ListCapacitySnapshots, scope=Scope.REQUEST)
-    status = provide(GetSlaStatus, scope=Scope.REQUEST)
+
+    # Pure reads go through the request's read-only session: on SQLite they never take the write lock.
+    @provide(scope=Scope.REQUEST)
+    def list_metrics(self, session: ReadSession, clock: Clock) -> ListSlaMetrics:
+        return ListSlaMetrics(SqlSlaRepository(session), clock)
+
+    @provide(scope=Scope.REQUEST)
+    def list_violations(self, session: ReadSession) -> ListSlaViolations:
+        return ListSlaViolations(SqlSlaRepository(session))
+
+    @provide(scope=Scope.REQUEST)
+    def list_snapshots(self, session: ReadSession, clock: Clock) -> ListCapacitySnapshots:
+        return ListCapacitySnapshots(SqlCapacityRepository(session), clock)
+
+    @provide(scope=Scope.REQUEST)
+    def status(self, session: ReadSession, clock: Clock, billing: BillingHealth) -> GetSlaStatus:
+        return GetSlaStatus(SqlSlaRepository(session), clock, billing)
+
     forecast = provide(ForecastCapacity, scope=Scope.REQUEST)
     recommend = provide(RecommendCapacity, scope=Scope.REQUEST)

@@ -101,6 +101,11 @@ class Background:
         self._tasks: list[asyncio.Task[None]] = []
         self._warm = False
 
+    @property
+    def directory_loaded(self) -> bool:
+        """Every miner has been loaded once (/readyz waits for it)."""
+        return self._warm
+
     async def start(self) -> None:
         await self.warm_directory()
         (await self._container.get(RegistrationBatcher)).start()

@@ -19,13 +19,14 @@ BILLING_SYNC_JOB = "billing_sync"
 
 async def run_sync(sync: SyncUsage, metrics: Metrics, request: SyncRequest) -> SyncReport:
     """One sync run; counts its failed and rejected lines into `poolhub_billing_sync_failures_total` and
-    sets `poolhub_billing_records_pending`."""
+    sets `poolhub_billing_records_pending` and `poolhub_billing_sync_blocked`."""
     started = time.perf_counter()
     report = await sync.execute(request)
     failures = report.records_failed + report.records_rejected
     if failures:
         metrics.billing_sync_failures.inc(failures)
     metrics.billing_records_pending.set(report.pending_total)
+    metrics.billing_sync_blocked.set(1 if report.billing_blocked else 0)
     _log.info(
         "billing_synced",
         sent=report.records_sent,
@@ -35,6 +36,7 @@ async def run_sync(sync: SyncUsage, metrics: Metrics, request: SyncRequest) -> S
         pending=report.pending_total,
         api_calls_added=report.api_calls_added,
         stopped_early=report.stopped_early,
+        blocked=report.billing_blocked,
         duration_ms=round((time.perf_counter() - started) * 1000, 1),
     )
     return report

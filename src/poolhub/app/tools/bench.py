@@ -17,6 +17,7 @@ from rich.table import Table
 from poolhub.app.tools.bench_billing import register_bench_billing
 from poolhub.app.tools.bench_matcher import bench_matcher
 from poolhub.app.tools.bench_sla import register_bench_sla
+from poolhub.app.tools.bench_tokens import register_bench_tokens
 from poolhub.app.tools.fleet import job_request, miner_profiles
 from poolhub.app.tools.hubproc import (
     COORDINATOR_SECRET,
@@ -321,6 +322,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
     register_bench_sla(kinds)
     register_bench_billing(kinds)
+    register_bench_tokens(kinds)
 
     matcher = kinds.add_parser("matcher", help="the in-process matcher alone at several pool sizes")
     matcher.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])

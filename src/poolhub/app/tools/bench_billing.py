@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import contextlib
 import socket
+import statistics
 import sys
 import threading
 import time
@@ -33,6 +34,7 @@ from poolhub.adapters.db.engine import make_engine, make_session_factory
 from poolhub.adapters.db.migrate import upgrade
 from poolhub.adapters.db.models import UsageRecordRow
 from poolhub.adapters.db.uow import SqlUnitOfWork
+from poolhub.adapters.http_transport import DEFAULT_TRANSPORT, TRANSPORTS
 from poolhub.adapters.randomness import SystemRandomSource
 from poolhub.adapters.system import SystemClock
 from poolhub.app.settings import SettingsError, load_settings
@@ -65,6 +67,11 @@ class BenchResult:
     delivered: int
     synced_in_ledger: int
     sync_cpu_seconds: float
+    transport: str
+
+    @property
+    def cpu_per_line_us(self) -> float:
+        return self.sync_cpu_seconds / max(self.records, 1) * 1e6
 
     @property
     def rate(self) -> float:
@@ -151,12 +158,18 @@ async def run_bench(
     concurrency: int,
     batch_size: int,
     keep: bool,
+    transport: str = DEFAULT_TRANSPORT,
 ) -> BenchResult:
     engine = make_engine(database_url)
     factory = make_session_factory(engine)
     run_id = uuid.uuid4().hex[:8]
     miner_id = f"bench-{run_id}"
-    http = make_http_client(stub_url, api_key, max_connections=concurrency)
+    http = make_http_client(
+        stub_url,
+        api_key,
+        max_connections=concurrency,
+        transport_kind=transport,  # type: ignore[arg-type]  # checked against TRANSPORTS by main()
+    )
     try:
         added, seed_seconds = await _timed(
             lambda: seed(factory, bench_records(run_id, miner_id, records, datetime.now(UTC)))
@@ -192,7 +205,10 @@ async def run_bench(
             if not keep:
                 await session.execute(delete(UsageRecordRow).where(UsageRecordRow.miner_id == miner_id))
                 await session.commit()
-        return BenchResult(records, seed_seconds, sync_seconds, report, delivered, int(synced or 0), sync_cpu)
+        await http.post("/_stub/reset")  # the next run's state read stays small
+        return BenchResult(
+            records, seed_seconds, sync_seconds, report, delivered, int(synced or 0), sync_cpu, transport
+        )
     finally:
         await http.aclose()
         await engine.dispose()
@@ -208,9 +224,18 @@ def _run(coroutine: Awaitable[T]) -> tuple[T, str]:
         return runner.run(coroutine), "uvloop"  # type: ignore[arg-type]
 
 
+def _transports(text: str) -> list[str]:
+    kinds = [part.strip() for part in text.split(",") if part.strip()]
+    unknown = sorted(set(kinds) - set(TRANSPORTS))
+    if not kinds or unknown:
+        sys.exit(f"poolhub: --transports takes a comma-separated list of {', '.join(TRANSPORTS)}")
+    return kinds
+
+
 def main(args: argparse.Namespace) -> None:
-    if args.records < 1 or args.concurrency < 1 or args.batch_size < 1:
-        sys.exit("poolhub: --records, --concurrency and --batch-size must be >= 1")
+    if args.records < 1 or args.concurrency < 1 or args.batch_size < 1 or args.rounds < 1:
+        sys.exit("poolhub: --records, --concurrency, --batch-size and --rounds must be >= 1")
+    kinds = _transports(args.transports)
     try:
         database_url = args.database_url or load_settings().database_url
     except SettingsError as exc:
@@ -224,43 +249,68 @@ def main(args: argparse.Namespace) -> None:
         stub, stub_label = _stub_thread(args.api_key), "thread of this process"
     else:
         stub, stub_label = coordinator_stub_process(args.api_key), "child process"
+    results: list[BenchResult] = []
+    loop_name = ""
     with stub as stub_url:
-        result, loop_name = _run(
-            run_bench(
-                database_url,
-                stub_url,
-                api_key=args.api_key,
-                records=args.records,
-                concurrency=args.concurrency,
-                batch_size=args.batch_size,
-                keep=args.keep,
-            )
-        )
-    report = result.report
-    print(
-        f"synced {report.records_sent:,} of {result.records:,} lines in {result.sync_seconds:.1f} s "
-        f"= {result.rate:,.0f} records/s (failed {report.records_failed}, rejected "
-        f"{report.records_rejected}); the stub holds {result.delivered:,}; the ledger marks "
-        f"{result.synced_in_ledger:,} synced; this process used {result.sync_cpu_seconds:.1f} s of CPU "
-        f"({result.sync_cpu_seconds / max(result.records, 1) * 1e6:.0f} µs per line)",
-        flush=True,
-    )
+        # Rounds interleave the transports, so that a change in the machine's load hits each about equally.
+        for _ in range(args.rounds):
+            for kind in kinds:
+                result, loop_name = _run(
+                    run_bench(
+                        database_url,
+                        stub_url,
+                        api_key=args.api_key,
+                        records=args.records,
+                        concurrency=args.concurrency,
+                        batch_size=args.batch_size,
+                        keep=args.keep,
+                        transport=kind,
+                    )
+                )
+                report = result.report
+                print(
+                    f"[{kind}] synced {report.records_sent:,} of {result.records:,} lines in "
+                    f"{result.sync_seconds:.1f} s = {result.rate:,.0f} records/s (failed "
+                    f"{report.records_failed}, rejected {report.records_rejected}); the stub holds "
+                    f"{result.delivered:,}; the ledger marks {result.synced_in_ledger:,} synced; this "
+                    f"process used {result.sync_cpu_seconds:.1f} s of CPU "
+                    f"({result.cpu_per_line_us:.0f} µs per line)",
+                    flush=True,
+                )
+                results.append(result)
     if args.no_report:
         return
+    append_report("poolhub bench billing", _report_lines(results, backend, stub_label, args, loop_name))
+
+
+def _report_lines(
+    results: list[BenchResult], backend: str, stub_label: str, args: argparse.Namespace, loop_name: str
+) -> list[str]:
     lines = [
-        "| records | database | stub | in flight | batch | seed s | sync s | records/s | at the stub |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
-        f"| {result.records:,} | {backend} | {stub_label} | {args.concurrency} | {args.batch_size} | "
-        f"{result.seed_seconds:.1f} | {result.sync_seconds:.1f} | {result.rate:,.0f} | "
-        f"{result.delivered:,} |",
-        "",
-        f"- one full sync of {result.records:,} pending lines: **{result.sync_seconds:.1f} s** "
-        f"(target < 60 s for 100,000); {report.records_failed} failed, {report.records_rejected} rejected; "
-        f"the syncing process used {result.sync_cpu_seconds:.1f} s of CPU "
-        f"({result.sync_cpu_seconds / max(result.records, 1) * 1e6:.0f} µs per line); "
-        f"event loop: {loop_name}.",
+        "| transport | records | database | stub | in flight | batch | seed s | sync s | records/s "
+        "| CPU µs/line | at the stub |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
-    append_report("poolhub bench billing", lines)
+    lines += [
+        f"| {r.transport} | {r.records:,} | {backend} | {stub_label} | {args.concurrency} | "
+        f"{args.batch_size} | {r.seed_seconds:.1f} | {r.sync_seconds:.1f} | {r.rate:,.0f} | "
+        f"{r.cpu_per_line_us:.0f} | {r.delivered:,} |"
+        for r in results
+    ]
+    lines.append("")
+    for kind in dict.fromkeys(r.transport for r in results):
+        runs = [r for r in results if r.transport == kind]
+        best = min(runs, key=lambda r: r.sync_seconds)
+        failed = sum(r.report.records_failed for r in runs)
+        rejected = sum(r.report.records_rejected for r in runs)
+        lines.append(
+            f"- {kind}: one full sync of {best.records:,} pending lines in **{best.sync_seconds:.1f} s** at "
+            f"best of {len(runs)} (target < 60 s for 100,000); {failed} failed, {rejected} rejected; "
+            f"the syncing process used {statistics.median(r.cpu_per_line_us for r in runs):.0f} µs of CPU "
+            f"per line (median)."
+        )
+    lines.append(f"- event loop: {loop_name}; transports interleaved round by round.")
+    return lines
 
 
 def register_bench_billing(kinds: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -285,6 +335,13 @@ def register_bench_billing(kinds: argparse._SubParsersAction[argparse.ArgumentPa
     bench.add_argument("--api-key", default="bench-coordinator-api-key", help="the stub's bearer key")
     bench.add_argument("--concurrency", type=int, default=32, help="sends in flight (default 32)")
     bench.add_argument("--batch-size", type=int, default=1000, help="lines per batch (default 1000)")
+    bench.add_argument(
+        "--transports",
+        default=DEFAULT_TRANSPORT,
+        help=f"comma-separated transports to measure, interleaved: {', '.join(TRANSPORTS)} "
+        f"(default {DEFAULT_TRANSPORT}, the service's)",
+    )
+    bench.add_argument("--rounds", type=int, default=1, help="syncs per transport (default 1)")
     bench.add_argument("--keep", action="store_true", help="keep the seeded lines in the database")
     bench.add_argument("--no-report", action="store_true", help="do not append to docs/BENCHMARKS.md")
     bench.set_defaults(handler=main)

@@ -77,8 +77,16 @@ class HubProcess:
 
 
 async def start_hub(
-    database_url: str, *, log_path: Path, extra_env: dict[str, str] | None = None, workers: int = 1
+    database_url: str,
+    *,
+    log_path: Path,
+    extra_env: dict[str, str] | None = None,
+    workers: int = 1,
+    unset_env: tuple[str, ...] = (),
+    cwd: Path | None = None,
 ) -> HubProcess:
+    """`unset_env` drops variables from the child's environment (to configure it through other names);
+    `cwd` is where it runs, hence which `.env` it reads."""
     await asyncio.to_thread(upgrade, database_url)
     port = free_port()
     env = {
@@ -88,8 +96,13 @@ async def start_hub(
         "POOLHUB_ADMIN_TOKEN": ADMIN_TOKEN,
         "COORDINATOR_SHARED_SECRET": COORDINATOR_SECRET,
         "LOG_LEVEL": "WARNING",
+        # A throwaway hub with short secrets, driven from 127.0.0.1 far past any per-address limit.
+        "POOLHUB_ENV": "development",
+        "RATE_LIMITS": "off",
         **(extra_env or {}),
     }
+    for name in unset_env:
+        env.pop(name, None)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     log = log_path.open("wb")
     # Popen returns at once (no waiting on the child), and argv is ours, not user input.
@@ -107,6 +120,7 @@ async def start_hub(
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
+        cwd=cwd,
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60

@@ -89,7 +89,8 @@ class Simulation:
             tasks.append(asyncio.create_task(self._coordinate()))
             if self.config.progress:
                 tasks.append(asyncio.create_task(self._report_progress()))
-            await asyncio.sleep(self.config.duration)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), self.config.duration)
             self._stop.set()
             await asyncio.gather(*tasks, return_exceptions=True)
             if self._job_tasks:
@@ -100,6 +101,10 @@ class Simulation:
             print(file=sys.stderr)
         return self.stats
 
+    def stop(self) -> None:
+        """End a run early (the console screenshots keep a pool working until they are taken)."""
+        self._stop.set()
+
     async def _register_all(self) -> None:
         profiles = miner_profiles(self.config.miners, self.config.seed, flaky_share=self.config.flaky_share)
         self._next_heartbeat = 30.0
@@ -108,6 +113,12 @@ class Simulation:
         async def register(profile: MinerProfile) -> None:
             async with limiter:
                 response = await self._client.post("/v1/miners/register", json=profile.body)
+            if response.status_code == 429:
+                # The whole fleet registers from this one address: the hub's per-address limit must allow it.
+                raise SystemExit(
+                    "poolhub simulate: the hub rate-limits registrations from this address; start it with "
+                    "RATE_LIMITS=off (or a register limit above --miners per minute) for a simulation"
+                )
             response.raise_for_status()
             answer = response.json()
             self._next_heartbeat = float(answer["next_heartbeat_sec"])

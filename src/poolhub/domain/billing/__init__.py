@@ -2,6 +2,7 @@
 
 from poolhub.domain.billing.delivery import (
     BackoffPolicy,
+    BillingMisconfiguredError,
     BillingPermanentError,
     BillingRetryableError,
     SyncOutcome,
@@ -44,6 +45,7 @@ __all__ = [
     "UNATTRIBUTED_TENANT",
     "UNITS",
     "BackoffPolicy",
+    "BillingMisconfiguredError",
     "BillingPermanentError",
     "BillingRetryableError",
     "LedgerEntry",

@@ -15,18 +15,25 @@ class SyncOutcome(StrEnum):
     ACCEPTED = "accepted"
     RETRY = "retry"
     REJECTED = "rejected"
+    BLOCKED = "blocked"
 
 
 _RETRY_STATUSES = frozenset({408, 429})
+# Only these say something about the record itself; any other refusal says the integration is wrong.
+_REJECT_STATUSES = frozenset({400, 409, 422})
 
 
 def classify_status(status_code: int | None) -> SyncOutcome:
-    """2xx accepted; no answer (None: transport error, timeout), 408, 429, 5xx retry; the rest rejected."""
+    """2xx accepted; no answer (None: transport error, timeout), 408, 429, 5xx retry; 400, 409, 422
+    rejected (the record is bad); anything else (401, 403, 404, 3xx, other 4xx) blocked: the coordinator's
+    URL, key or routes are misconfigured, which no record can fix."""
     if status_code is None or status_code in _RETRY_STATUSES or 500 <= status_code <= 599:
         return SyncOutcome.RETRY
     if 200 <= status_code <= 299:
         return SyncOutcome.ACCEPTED
-    return SyncOutcome.REJECTED
+    if status_code in _REJECT_STATUSES:
+        return SyncOutcome.REJECTED
+    return SyncOutcome.BLOCKED
 
 
 class BillingRetryableError(BillingUnavailableError):
@@ -44,6 +51,11 @@ class BillingPermanentError(BillingRejectedError):
         super().__init__(message)
         self.status_code = status_code
         self.reason = reason
+
+
+class BillingMisconfiguredError(BillingPermanentError):
+    """The coordinator answered as a misconfigured integration would (401, 403, 404, 3xx, …): a sync run
+    stops and marks nothing, since the same answer would come for every record."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,7 @@ import numpy.typing as npt
 
 from poolhub.domain.matching.arrays import FloatArray, resized
 from poolhub.domain.matching.eta_ranks import EtaRanks
-from poolhub.domain.matching.tokens import TokenBits
+from poolhub.domain.matching.tokens import TokenRows
 from poolhub.domain.matching.values import IndexedMiner, Weights
 
 _INITIAL_CAPACITY: Final = 64
@@ -38,8 +38,8 @@ class MinerColumns:
         self._free: list[int] = []
         self._accel_codes: dict[str, int] = {}
         self._region_codes: dict[str, int] = {}
-        self._tags = TokenBits(capacity)
-        self._caps = TokenBits(capacity)
+        self._tags = TokenRows()
+        self._caps = TokenRows()
         self._eta_ranks = EtaRanks(capacity)
         self._id_rank: npt.NDArray[np.int64] | None = None
         self._penalised: set[int] = set()
@@ -96,8 +96,6 @@ class MinerColumns:
         self._penalty = resized(self._penalty, capacity, 1.0)
         self._samples = resized(self._samples, capacity, 0.0)
         self._static = resized(self._static, capacity, 0.0)
-        self._tags.grow(capacity)
-        self._caps.grow(capacity)
         self._eta_ranks.grow(capacity)
 
     def _set_slots(self, row: int, miner: IndexedMiner) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import replace
 from decimal import Decimal
 
@@ -134,6 +135,14 @@ class MinerIndex(RankedColumns):
         self._caps.set_row(row, ())
         self._free.append(row)
         return True
+
+    def token_count(self) -> int:
+        """Distinct tags plus distinct capabilities the indexed miners carry."""
+        return len(self._tags) + len(self._caps)
+
+    def new_tokens(self, tags: Iterable[str], capabilities: Iterable[str]) -> tuple[set[str], set[str]]:
+        """The tags and the capabilities no indexed miner carries yet."""
+        return self._tags.new_tokens(tags), self._caps.new_tokens(capabilities)
 
     def get(self, miner_id: str) -> IndexedMiner | None:
         row = self._rows.get(miner_id)

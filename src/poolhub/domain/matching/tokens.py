@@ -1,4 +1,4 @@
-"""Which rows carry which tags or capabilities, as bitsets with a cache of recent lookups."""
+"""Which rows carry which tags or capabilities: rows per token, with a cache of recent lookups."""
 
 from __future__ import annotations
 
@@ -6,63 +6,96 @@ from collections.abc import Iterable, Sequence
 from typing import Final
 
 import numpy as np
-import numpy.typing as npt
 
-from poolhub.domain.matching.arrays import BoolArray, HitArray, resized
+from poolhub.domain.matching.arrays import BoolArray, HitArray, IntArray
 
 # Token sets whose filter results are kept, per kind (tags, capabilities).
 _TOKEN_CACHE_SIZE: Final = 32
+_NO_TOKENS: Final[frozenset[str]] = frozenset()
 
 
-class TokenBits:
-    """Which rows carry which string tokens, as bits in uint64 words: one column per 64 distinct tokens.
+class TokenRows:
+    """An inverted index: for each token, the rows that carry it; for each row, its tokens.
 
-    Matches ask for the same few token sets over and over (the popular models) while miners rarely change
-    their tags, so each set's result is cached until some row's tokens actually change. Tokens are never
-    forgotten: the vocabulary is whatever registered miners ever declared.
+    Setting a row's tokens costs O(its own tokens) whatever the vocabulary, and a token no row carries any
+    more is forgotten, so `len()` is the number of distinct tokens in the directory. Matches ask for the same
+    few token sets over and over (the popular models) while miners rarely change their tags, so each set's
+    result is cached until some row's tokens actually change; a lookup costs O(rows that hold its tokens).
     """
 
-    def __init__(self, capacity: int) -> None:
-        self._capacity = capacity
-        self._bits: dict[str, int] = {}
-        self._words: list[npt.NDArray[np.uint64]] = []
+    def __init__(self) -> None:
+        # A token carried by one row (most tags) maps to that row, by several to a set: no set per token.
+        self._rows_of: dict[str, int | set[int]] = {}
+        self._arrays: dict[str, IntArray] = {}
+        self._tokens_of: dict[int, frozenset[str]] = {}
         self._version = 0
         self._cache: dict[frozenset[str], tuple[int, int, BoolArray, HitArray]] = {}
 
-    def grow(self, capacity: int) -> None:
-        self._capacity = capacity
-        self._words = [resized(word, capacity, 0) for word in self._words]
+    def __len__(self) -> int:
+        return len(self._rows_of)
+
+    def __contains__(self, token: object) -> bool:
+        return token in self._rows_of
+
+    def new_tokens(self, tokens: Iterable[str]) -> set[str]:
+        """The tokens no row carries yet."""
+        return {token for token in tokens if token not in self._rows_of}
 
     def set_row(self, row: int, tokens: Iterable[str]) -> None:
-        wanted: dict[int, int] = {}
-        for token in tokens:
-            bit = self._bits.get(token)
-            if bit is None:
-                bit = self._bits[token] = len(self._bits)
-                if bit >> 6 == len(self._words):
-                    self._words.append(np.zeros(self._capacity, dtype=np.uint64))
-            wanted[bit >> 6] = wanted.get(bit >> 6, 0) | (1 << (bit & 63))
-        for w, word in enumerate(self._words):
-            value = wanted.get(w, 0)
-            if int(word[row]) != value:
-                word[row] = value
-                self._version += 1
+        new = frozenset(tokens)
+        old = self._tokens_of.get(row, _NO_TOKENS)
+        if new == old:
+            return
+        rows_of, arrays = self._rows_of, self._arrays
+        for token in old - new:
+            rows = rows_of[token]
+            arrays.pop(token, None)
+            if isinstance(rows, int):
+                del rows_of[token]
+            else:
+                rows.discard(row)
+                if len(rows) == 1:
+                    rows_of[token] = next(iter(rows))
+        for token in new - old:
+            rows = rows_of.setdefault(token, row)
+            if rows != row:
+                if isinstance(rows, int):
+                    rows_of[token] = {rows, row}
+                else:
+                    rows.add(row)
+                arrays.pop(token, None)
+        if new:
+            self._tokens_of[row] = new
+        else:
+            self._tokens_of.pop(row, None)
+        self._version += 1
+
+    def _rows_array(self, token: str) -> IntArray | None:
+        array = self._arrays.get(token)
+        if array is None:
+            rows = self._rows_of.get(token)
+            if rows is None:
+                return None
+            if isinstance(rows, int):
+                array = np.array([rows], dtype=np.intp)
+            else:
+                array = np.fromiter(rows, dtype=np.intp, count=len(rows))
+            self._arrays[token] = array
+        return array
 
     def hits(self, tokens: Sequence[str], n: int) -> tuple[BoolArray, HitArray]:
         """Per row: whether it has any of the tokens, and how many of them (read-only, possibly cached)."""
         key = frozenset(tokens)
         cached = self._cache.pop(key, None)
         if cached is None or cached[0] != self._version or cached[1] != n:
-            groups: dict[int, int] = {}
-            for token in key:
-                bit = self._bits.get(token)
-                # A token no miner ever declared has no bit and matches nobody.
-                if bit is not None:
-                    groups[bit >> 6] = groups.get(bit >> 6, 0) | (1 << (bit & 63))
+            # Items hold at most 64 tokens, so a row's count always fits in a byte.
             counts: HitArray = np.zeros(n, dtype=np.uint8)
-            for w, mask in groups.items():
-                word_hits = np.bitwise_count(self._words[w][:n] & np.uint64(mask))
-                counts = word_hits if len(groups) == 1 else np.add(counts, word_hits, dtype=np.uint16)
+            for token in key:
+                rows = self._rows_array(token)
+                # A token no miner declared has no rows and matches nobody; rows of one token are distinct,
+                # so a fancy-indexed add counts each once.
+                if rows is not None:
+                    counts[rows[rows < n] if rows.size and int(rows.max()) >= n else rows] += 1
             present = counts != 0
             present.flags.writeable = False
             counts.flags.writeable = False

@@ -2,8 +2,10 @@
 
 from poolhub.domain.ports.billing import (
     BillingGateway,
+    BillingHealth,
     BillingLedger,
     PendingSelection,
+    RequeueSelection,
     RetryMark,
     UsageLedger,
 )
@@ -29,6 +31,7 @@ from poolhub.domain.ports.system import Clock, RandomSource, TickLock, TokenSour
 
 __all__ = [
     "BillingGateway",
+    "BillingHealth",
     "BillingLedger",
     "CapacityRepository",
     "ChangeKind",
@@ -46,6 +49,7 @@ __all__ = [
     "PendingSelection",
     "PresenceRepository",
     "RandomSource",
+    "RequeueSelection",
     "RetryMark",
     "SessionRepository",
     "SlaRepository",

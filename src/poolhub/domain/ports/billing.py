@@ -40,26 +40,65 @@ class RetryMark:
     error: str
 
 
-class BillingLedger(UsageLedger, Protocol):
+@dataclass(frozen=True, slots=True)
+class RequeueSelection:
+    """Which rejected lines go back to pending: by tenant, resource type, usage ended in [since, until)."""
+
+    tenant_id: str | None = None
+    resource_type: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+class BillingHealth(Protocol):
+    """Whether billing delivery is blocked by a misconfigured coordinator. Never commits."""
+
+    async def blocked_reason(self) -> str | None:
+        """The sentence saying why the last sync run was blocked, or None."""
+        ...
+
+
+class BillingLedger(UsageLedger, BillingHealth, Protocol):
     """The usage ledger as the billing sync and the reports see it. Never commits."""
 
     async def get_by_key(self, idempotency_key: str) -> LedgerEntry | None: ...
 
-    async def pending_batch(
-        self, *, after_id: int, limit: int, due_at: datetime | None, selection: PendingSelection
+    async def claim_pending(
+        self,
+        *,
+        claim: str,
+        after_id: int,
+        limit: int,
+        due_at: datetime | None,
+        selection: PendingSelection,
+        now: datetime,
+        claim_until: datetime,
     ) -> list[LedgerEntry]:
-        """Pending lines with id > after_id, oldest (lowest id) first; with `due_at`, only those whose
-        next attempt is due by then (never attempted, or next_attempt_at <= due_at)."""
+        """Claim up to `limit` pending lines with id > after_id, oldest (lowest id) first, for `claim`
+        until `claim_until`, and return them. Lines another claim holds past `now` are skipped (on
+        PostgreSQL with FOR UPDATE SKIP LOCKED, so concurrent claimers never wait on each other); with
+        `due_at`, only lines whose next attempt is due by then. The caller commits the claim before it
+        sends anything."""
         ...
 
-    async def mark_synced(self, ids: Sequence[int], now: datetime) -> None:
-        """Lines the coordinator accepted: synced (also from rejected, since it now holds them)."""
+    async def mark_synced(self, ids: Sequence[int], now: datetime, claim: str) -> None:
+        """Lines of this claim the coordinator accepted: synced."""
 
-    async def mark_retry(self, marks: Sequence[RetryMark]) -> None:
-        """Count a failed attempt on each pending line and set when it is due again."""
+    async def mark_retry(self, marks: Sequence[RetryMark], claim: str) -> None:
+        """Count a failed attempt on each pending line of this claim and set when it is due again."""
 
-    async def mark_rejected(self, rejections: Sequence[tuple[int, str]], now: datetime) -> None:
-        """Pending lines the coordinator refused for good, each with its reason."""
+    async def mark_rejected(self, rejections: Sequence[tuple[int, str]], now: datetime, claim: str) -> None:
+        """Pending lines of this claim the coordinator refused for good, each with its reason."""
+
+    async def release(self, claim: str) -> None:
+        """Drop the claim from every line it still holds (they stay as they are, due at once)."""
+
+    async def requeue_rejected(self, selection: RequeueSelection) -> int:
+        """Rejected lines back to pending (keys, attempts and reason kept, due at once); the count."""
+        ...
+
+    async def set_blocked(self, reason: str | None, now: datetime) -> None:
+        """Remember why the coordinator blocked the last sync run (None: a run went through)."""
 
     async def count_pending(self, selection: PendingSelection) -> int: ...
 

@@ -28,6 +28,11 @@ class ChangeKind(StrEnum):
     REVOKED = "revoked"
     TRUST = "trust"
     PENALTIES = "penalties"
+    # The miners behind an API-key hash changed (a new miner, or its key re-hashed under the current
+    # POOLHUB_SECRET_KEY): cached keys and remembered misses are forgotten.
+    API_KEY = "api_key"
+    # A beat with the API key brought a logged-out miner back (the key outlives the logout).
+    RETURNED = "returned"
 
 
 class ChangeLog(Protocol):
@@ -60,6 +65,9 @@ class LiveState(Protocol):
 
     def update_status(self, miner_id: str, status: MinerStatus) -> None: ...
 
+    async def bring_back(self, miner_id: str, status: MinerStatus, now: datetime) -> None:
+        """Save a logged-out miner's new online status and announce it (one transaction), then hold it."""
+
     def is_online(self, miner: Miner, now: datetime) -> bool: ...
 
     def online_count(self, now: datetime) -> int: ...
@@ -71,6 +79,20 @@ class LiveState(Protocol):
     def forget_tokens(self, token_hashes: Iterable[str]) -> None: ...
 
     def miner_for_token(self, token_hash: str) -> str | None: ...
+
+    def remember_api_key(self, key_hash: str, miner_ids: tuple[str, ...]) -> None:
+        """Cache the miners registered with this API-key hash, as just looked up."""
+
+    def miners_for_api_key(self, key_hash: str) -> tuple[str, ...] | None:
+        """The miners registered with this key hash as last looked up, or None when not cached."""
+
+    def api_keys_changed(self) -> None:
+        """Forget cached API keys and remembered misses: some key now belongs to other miners."""
+
+    def is_unknown_token(self, token_hash: str, now: datetime) -> bool:
+        """The database did not know this token (or key) a short while ago."""
+
+    def remember_unknown_token(self, token_hash: str, now: datetime) -> None: ...
 
     def set_trust(self, miner_id: str, trust: Trust, now: datetime) -> None: ...
 

@@ -23,6 +23,10 @@ class MinerRepository(Protocol):
     async def api_key_hashes(self, miner_ids: Sequence[str]) -> dict[str, str]:
         """The stored API-key hash of each of these miners that is registered."""
 
+    async def rehash_api_keys(self, rehashes: Sequence[tuple[str, str, str]]) -> None:
+        """For each (miner_id, stored hash, new hash): store the new hash where the stored one is still
+        there (a key hashed under the previous secret, stored again under the current one)."""
+
     async def save_registrations(self, registrations: Sequence[tuple[Miner, str]]) -> set[str]:
         """Insert each miner, or replace its specification, status and trust when the stored API-key
         hash is the one given; batched. Returns the ids written: a miner another key owns is absent."""
@@ -58,6 +62,9 @@ class TokenLookup(Protocol):
 
     async def miner_of_live_token(self, token_hash: str) -> str | None:
         """The miner id of a token that is not revoked (expiry is judged by the caller)."""
+
+    async def miners_with_api_key(self, key_hash: str) -> list[str]:
+        """The ids of the miners registered with this API-key hash (at most two: enough to see a clash)."""
 
     async def miner(self, miner_id: str) -> Miner | None: ...
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
@@ -57,6 +57,7 @@ class StoredViolation:
     created_at: datetime
     resolved_at: datetime | None
     duration_sec: float | None
+    metadata: Mapping[str, object] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,9 +104,6 @@ class SlaRepository(Protocol):
 
     async def count_metrics_since(self, since: datetime) -> int: ...
 
-    async def prune_metrics(self, before: datetime) -> int:
-        """Delete metrics stamped before `before`; returns how many went."""
-
     async def open_violations(self) -> list[OpenViolation]: ...
 
     async def open_violation_keys(self) -> list[OpenViolationKey]: ...
@@ -122,13 +120,24 @@ class SlaRepository(Protocol):
     ) -> None:
         """Set the latest measured value, threshold and severity of these open violations (by id)."""
 
-    async def resolve_violations(self, resolutions: Sequence[tuple[str, datetime, float]]) -> int:
-        """Close these violations (id, resolved_at, duration_sec) if still open; returns how many closed."""
+    async def resolve_violations(
+        self, resolutions: Sequence[tuple[str, datetime, float]], metadata: Mapping[str, str] | None = None
+    ) -> int:
+        """Close these violations (id, resolved_at, duration_sec) if still open, with `metadata` (why)
+        stored on each; returns how many closed."""
 
     async def violations(
-        self, *, miner_id: str | None, resolved: bool, offset: int, limit: int
+        self,
+        *,
+        miner_id: str | None,
+        resolved: bool,
+        offset: int,
+        limit: int,
+        violation_type: str | None = None,
+        severity: str | None = None,
     ) -> tuple[list[StoredViolation], int]:
-        """Open (resolved False) or resolved violations, newest first, with the total count."""
+        """Open (resolved False) or resolved violations, newest first, with the total count; optionally
+        only of one type or severity."""
 
 
 class CapacityRepository(Protocol):

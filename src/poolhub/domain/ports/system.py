@@ -47,7 +47,26 @@ class UnitOfWork(Protocol):
 
 
 class TickLock(Protocol):
-    """Claims one scheduled run across every process sharing the database. Commits its own claim."""
+    """Runs of periodic jobs across every process sharing the database: a lease on each job (who runs it
+    right now, scheduled or by hand) and the ticks that ran to their end. Each method commits its own
+    short transaction, apart from any job's."""
 
-    async def claim(self, job: str, tick_at: datetime, now: datetime) -> bool:
-        """True for exactly one caller per (job, tick_at)."""
+    async def acquire(self, job: str, holder: str, now: datetime, until: datetime) -> bool:
+        """Take the job's lease for `holder` until `until`; False while another holder's lease is live."""
+        ...
+
+    async def renew(self, job: str, holder: str, until: datetime) -> bool:
+        """Extend the lease; False when `holder` no longer holds it."""
+        ...
+
+    async def release(self, job: str, holder: str) -> None: ...
+
+    async def tick_done(self, job: str, tick_at: datetime) -> bool:
+        """Whether that tick's run finished (a started run that crashed does not count)."""
+        ...
+
+    async def start_tick(self, job: str, tick_at: datetime, holder: str, now: datetime) -> None:
+        """Record who runs the tick (under the job's lease)."""
+
+    async def finish_tick(self, job: str, tick_at: datetime, now: datetime) -> None:
+        """Mark the tick done: no process runs it again."""

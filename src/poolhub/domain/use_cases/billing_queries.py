@@ -7,9 +7,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from poolhub.domain.billing import LedgerEntry, LedgerStatus, UsageLine, summarize_usage
+from poolhub.domain.billing import (
+    LedgerEntry,
+    LedgerStatus,
+    StatusTotal,
+    UnitPrices,
+    UsageLine,
+    api_calls_records,
+    hour_floor,
+    summarize_usage,
+)
 from poolhub.domain.errors import BillingRejectedError, BillingUnavailableError, InvalidInputError
-from poolhub.domain.ports import BillingGateway, BillingLedger, Clock
+from poolhub.domain.ports import BillingGateway, BillingLedger, Clock, RequeueSelection, UnitOfWork
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,27 +41,107 @@ class UsageReportView:
 class UsageReport:
     """The ledger's lines whose usage ended in the last `hours`, summed by tenant, miner and resource type
     with their synced, pending and rejected quantities, beside the coordinator's `metrics` answer for the
-    same tenant and hours (None when it fails; the gateway logs why). Read-only: never commits."""
+    same tenant and hours (None when it fails; the gateway logs why).
 
-    def __init__(self, ledger: BillingLedger, gateway: BillingGateway, clock: Clock) -> None:
+    `api_calls` not yet in the ledger (the running hour, and closed hours the next sync will derive)
+    are counted from the match records and shown as pending, so a tenant's calls are visible at once.
+    The coordinator is asked concurrently, but the read transaction ends before its answer is awaited:
+    a slow coordinator holds no database lock. Read-only: never commits.
+    """
+
+    def __init__(
+        self,
+        ledger: BillingLedger,
+        gateway: BillingGateway,
+        clock: Clock,
+        uow: UnitOfWork,
+        prices: UnitPrices,
+    ) -> None:
         self._ledger = ledger
         self._gateway = gateway
         self._clock = clock
+        self._uow = uow
+        self._prices = prices
 
     async def execute(self, query: UsageQuery) -> UsageReportView:
         end = self._clock.now()
         start = end - timedelta(hours=query.hours)
-        totals, coordinator = await asyncio.gather(
-            self._ledger.totals(start=start, end=end, tenant_id=query.tenant_id, miner_id=query.miner_id),
-            self._coordinator(query),
-        )
-        return UsageReportView(start, end, summarize_usage(totals), coordinator)
+        asked = asyncio.ensure_future(self._coordinator(query))
+        try:
+            totals = await self._ledger.totals(
+                start=start, end=end, tenant_id=query.tenant_id, miner_id=query.miner_id
+            )
+            totals.extend(await self._underived_api_calls(start, end, query))
+            await self._uow.rollback()
+        except BaseException:
+            asked.cancel()
+            raise
+        return UsageReportView(start, end, summarize_usage(totals), await asked)
+
+    async def _underived_api_calls(
+        self, start: datetime, end: datetime, query: UsageQuery
+    ) -> list[StatusTotal]:
+        if query.miner_id is not None:  # api_calls belong to no miner
+            return []
+        first_hour = hour_floor(start)
+        derived_until = await self._ledger.api_calls_derived_until()
+        if derived_until is not None:
+            first_hour = max(first_hour, hour_floor(derived_until) + timedelta(hours=1))
+        counts = await self._ledger.match_calls(first_hour, end)
+        return [
+            StatusTotal(
+                tenant_id=record.tenant_id,
+                miner_id=None,
+                resource_type=record.resource_type,
+                unit=record.unit,
+                currency=record.currency,
+                status=LedgerStatus.PENDING,
+                quantity=record.quantity,
+                amount=record.amount,
+            )
+            for record in api_calls_records(counts, self._prices)
+            if query.tenant_id is None or record.tenant_id == query.tenant_id
+        ]
 
     async def _coordinator(self, query: UsageQuery) -> Mapping[str, object] | None:
         try:
             return await self._gateway.metrics(query.tenant_id, query.hours)
         except (BillingUnavailableError, BillingRejectedError):
             return None
+
+
+@dataclass(frozen=True, slots=True)
+class Requeue:
+    """Which rejected lines go back to pending; every filter is optional."""
+
+    tenant_id: str | None = None
+    resource_type: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+class RequeueRejected:
+    """Put rejected ledger lines back to pending, keys unchanged, due at once (after the coordinator or
+    the records were fixed); the coordinator counts a key once, so a line it did take is not billed
+    twice. `since`/`until` bound the usage end, [since, until). Commits once; returns the count."""
+
+    def __init__(self, ledger: BillingLedger, uow: UnitOfWork) -> None:
+        self._ledger = ledger
+        self._uow = uow
+
+    async def execute(self, request: Requeue) -> int:
+        for name, moment in (("since", request.since), ("until", request.until)):
+            if moment is not None and moment.utcoffset() is None:
+                raise InvalidInputError(f"{name} needs a UTC offset")
+        if request.since is not None and request.until is not None and request.until <= request.since:
+            raise InvalidInputError(
+                f"until ({request.until.isoformat()}) must be after since ({request.since.isoformat()})"
+            )
+        count = await self._ledger.requeue_rejected(
+            RequeueSelection(request.tenant_id, request.resource_type, request.since, request.until)
+        )
+        await self._uow.commit()
+        return count
 
 
 @dataclass(frozen=True, slots=True)

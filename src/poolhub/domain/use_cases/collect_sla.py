@@ -20,6 +20,7 @@ from poolhub.domain.ports import (
     UnitOfWork,
 )
 from poolhub.domain.sla import (
+    UNMEASURED_REASON,
     Interval,
     Measurement,
     SlaThresholds,
@@ -34,9 +35,6 @@ from poolhub.domain.sla import (
 from poolhub.domain.use_cases.capacity_planning import CapacityPlanner, pool_snapshot
 from poolhub.domain.use_cases.refresh_sla_penalties import apply_open_violations
 from poolhub.domain.utc import rfc3339
-
-# Metrics older than the longest window GET /sla/metrics accepts (720 h) are deleted by each collection.
-METRICS_RETENTION = timedelta(hours=720)
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,9 +92,9 @@ class CollectSla:
     Reads the miners, their presence intervals and their feedback of the window set-based (a fixed
     number of queries whatever the pool size), records one metric per measured (miner, type) plus the
     pool's capacity availability, stores a capacity snapshot, forecasts utilisation for the
-    capacity_forecast alert, then opens, refreshes and resolves violations (`plan_violations`) and
-    deletes metrics older than 720 h. After the commit the open violations become this process's
-    match-score penalties.
+    capacity_forecast alert, then opens, refreshes and resolves violations (`plan_violations`); old
+    metrics are the retention job's (`PruneHistory`). After the commit the open violations become this
+    process's match-score penalties.
     """
 
     def __init__(
@@ -148,11 +146,14 @@ class CollectSla:
             [(id_, m, severity(m.metric_type, m.value, m.threshold)) for id_, m in plan.to_update], now
         )
         resolved = await self._sla.resolve_violations(plan.to_resolve)
-        await self._sla.prune_metrics(now - METRICS_RETENTION)
+        resolved += await self._sla.resolve_violations(plan.to_resolve_unmeasured, UNMEASURED_REASON)
+        # Read before the commit: a read after it would open a transaction that lingers until the
+        # request ends (on SQLite holding the write lock).
+        open_keys = await self._sla.open_violation_keys()
         await self._changes.record(ChangeKind.PENALTIES, [None], now)
         await self._uow.commit()
 
-        open_by_type = apply_open_violations(await self._sla.open_violation_keys(), self._directory)
+        open_by_type = apply_open_violations(open_keys, self._directory)
         return CollectionReport(
             miners_processed=len(facts),
             metrics_recorded=recorded,

@@ -19,7 +19,7 @@ from poolhub.domain.ports import (
     UnitOfWork,
 )
 from poolhub.domain.security import hash_token
-from poolhub.domain.use_cases.authenticate_miner import AuthenticateMiner
+from poolhub.domain.use_cases.authenticate_miner import AuthenticatedMiner, AuthenticateMiner
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +30,9 @@ class Beat:
     avg_latency_ms: float | None = None
     temp_c: float | None = None
     mem_free_gb: float | None = None
+    busy: bool | None = None
+    current_jobs: tuple[str, ...] | None = None
+    gpu_utilization_pct: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,20 +78,36 @@ class ApplyBeat:
                 avg_latency_ms=beat.avg_latency_ms,
                 temp_c=beat.temp_c,
                 mem_free_gb=beat.mem_free_gb,
+                busy=beat.busy,
+                current_jobs=beat.current_jobs,
+                gpu_utilization_pct=beat.gpu_utilization_pct,
             ),
         )
         return self._directory.lease.lease_expires_at(updated.status)
 
 
-class RecordHeartbeat:
-    """Authenticate and apply a beat in memory; the flusher saves it within a second."""
+async def return_after_logout(directory: LiveState, auth: AuthenticatedMiner, now: datetime) -> None:
+    """A beat with the API key brings a logged-out miner back: the key outlives the logout (its session
+    tokens do not). Saved and announced before the answer, since the write-behind never undoes a logout
+    (a beat taken with a revoked session token must stay refused)."""
+    if auth.by_api_key and auth.miner.status.logged_out_at is not None:
+        await directory.bring_back(auth.miner.miner_id, directory.lease.beat(auth.miner.status, now), now)
 
-    def __init__(self, authenticate: AuthenticateMiner, apply_beat: ApplyBeat) -> None:
+
+class RecordHeartbeat:
+    """Authenticate (session token or API key) and apply a beat in memory; flushed within a second."""
+
+    def __init__(
+        self, authenticate: AuthenticateMiner, apply_beat: ApplyBeat, directory: LiveState, clock: Clock
+    ) -> None:
         self._authenticate = authenticate
         self._apply_beat = apply_beat
+        self._directory = directory
+        self._clock = clock
 
     async def execute(self, token: str | None, beat: Beat) -> datetime:
-        auth = await self._authenticate.execute(token)
+        auth = await self._authenticate.execute(token, allow_api_key=True)
+        await return_after_logout(self._directory, auth, self._clock.now())
         return self._apply_beat.apply(auth.miner.miner_id, beat)
 
 
@@ -112,8 +131,9 @@ class UpdateMinerStatus:
         self._changes = changes
 
     async def execute(self, token: str | None, update: StatusUpdate) -> datetime:
-        auth = await self._authenticate.execute(token)
+        auth = await self._authenticate.execute(token, allow_api_key=True)
         now = self._clock.now()
+        await return_after_logout(self._directory, auth, now)
         miner_id = auth.miner.miner_id
         price = update.price_token_per_ksec
         if price is not None and price != auth.miner.spec.price_token_per_ksec:

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from poolhub.domain.errors import AuthenticationError, DomainError
+from poolhub.domain.errors import AuthenticationError, DomainError, LimitExceededError
 from poolhub.domain.model import Miner, MinerSpec, Trust
 from poolhub.domain.ports import (
     ChangeKind,
@@ -39,9 +39,26 @@ class SessionGrant:
 
 @dataclass(frozen=True, slots=True)
 class ServerSecret:
-    """`POOLHUB_SECRET_KEY`: keys the HMAC under which API keys are stored."""
+    """`POOLHUB_SECRET_KEY`: keys the HMAC under which API keys are stored.
+
+    `previous` (`POOLHUB_SECRET_KEY_PREVIOUS`) is the key before a rotation: a hash made under it is still
+    accepted, and the registration stores the key again under `value`.
+    """
 
     value: str
+    previous: str = ""
+
+    def matches(self, stored_hash: str, api_key: str, current_hash: str) -> bool:
+        if same_secret(stored_hash, current_hash):
+            return True
+        return bool(self.previous) and same_secret(stored_hash, hash_api_key(self.previous, api_key))
+
+
+@dataclass(frozen=True, slots=True)
+class DirectoryLimits:
+    """`MAX_DIRECTORY_TOKENS`: how many distinct tags plus capabilities the directory may hold."""
+
+    max_tokens: int = 10_000
 
 
 class RegisterMiners:
@@ -64,6 +81,7 @@ class RegisterMiners:
         tokens: TokenSource,
         secret: ServerSecret,
         changes: ChangeLog,
+        limits: DirectoryLimits,
     ) -> None:
         self._miners = miners
         self._sessions = sessions
@@ -74,6 +92,7 @@ class RegisterMiners:
         self._tokens = tokens
         self._secret = secret
         self._changes = changes
+        self._limits = limits
 
     async def execute(self, registrations: Sequence[Registration]) -> list[SessionGrant | DomainError]:
         return await self._uow.run(lambda: self._execute(registrations))
@@ -90,11 +109,31 @@ class RegisterMiners:
 
         outcomes: list[SessionGrant | DomainError] = []
         accepted: list[tuple[Miner, str, str]] = []  # (miner, API-key hash, token hash)
+        # Keys stored under the previous secret, to store under the current one (a new miner needs no
+        # announcement of its key: a miner new to a directory empties that directory's key cache).
+        rekeyed: list[tuple[str, str, str]] = []  # (miner id, stored hash, current hash)
+        batch_tags: set[str] = set()
+        batch_caps: set[str] = set()
         for registration in registrations:
             spec = registration.spec
+            new_tags, new_caps = self._directory.index.new_tokens(spec.tags, spec.capabilities)
+            new_tags -= batch_tags
+            new_caps -= batch_caps
+            held = self._directory.index.token_count() + len(batch_tags) + len(batch_caps)
+            if held + len(new_tags) + len(new_caps) > self._limits.max_tokens:
+                outcomes.append(
+                    LimitExceededError(
+                        f"the directory holds {held} distinct tags and capabilities; miner "
+                        f"'{spec.miner_id}' would add {len(new_tags) + len(new_caps)} more, past "
+                        f"MAX_DIRECTORY_TOKENS={self._limits.max_tokens}: reuse existing tags"
+                    )
+                )
+                continue
             key_hash = hash_api_key(self._secret.value, registration.api_key)
             stored_hash = stored_hashes.get(spec.miner_id)
-            if stored_hash is not None and not same_secret(stored_hash, key_hash):
+            if stored_hash is not None and not self._secret.matches(
+                stored_hash, registration.api_key, key_hash
+            ):
                 outcomes.append(
                     AuthenticationError(
                         f"api_key does not match the one miner '{spec.miner_id}' registered with"
@@ -117,7 +156,11 @@ class RegisterMiners:
                 registered_at=existing.registered_at if existing is not None else now,
                 trust=existing.trust if existing is not None else Trust(as_of=now),
             )
+            if stored_hash is not None and stored_hash != key_hash:
+                rekeyed.append((spec.miner_id, stored_hash, key_hash))
             token = self._tokens.new_token()
+            batch_tags |= new_tags
+            batch_caps |= new_caps
             accepted.append((miner, key_hash, hash_token(token)))
             outcomes.append(
                 SessionGrant(
@@ -131,6 +174,8 @@ class RegisterMiners:
         if not accepted:
             return outcomes
 
+        # Stored again under the current secret first, so the upsert's "same key hash" condition holds.
+        await self._miners.rehash_api_keys(rekeyed)
         saved = await self._miners.save_registrations([(miner, key_hash) for miner, key_hash, _ in accepted])
         # A miner another key registered meanwhile (on any process) was not written: refuse it alone.
         for position, outcome in enumerate(outcomes):
@@ -156,9 +201,13 @@ class RegisterMiners:
             [(m.miner_id, m.status.online_since or now, lease.presence_end(m.status)) for m, _, _ in accepted]
         )
         await self._changes.record(ChangeKind.REGISTERED, [m.miner_id for m, _, _ in accepted], now)
+        key_changes = sorted({m for m, _, _ in rekeyed} & saved)
+        await self._changes.record(ChangeKind.API_KEY, key_changes, now)
         await self._uow.commit()
 
         self._directory.forget_tokens(revoked)
+        if key_changes:
+            self._directory.api_keys_changed()
         for miner, _, token_hash in accepted:
             self._directory.put(miner, now)
             self._directory.remember_token(token_hash, miner.miner_id)

@@ -8,6 +8,7 @@ from typing import Generic, TypeVar
 
 from poolhub.domain.errors import InvalidInputError, MinerNotFoundError
 from poolhub.domain.ports import (
+    BillingHealth,
     CapacityRepository,
     Clock,
     SlaRepository,
@@ -36,6 +37,7 @@ class SlaStatus:
     active_violations: int
     recent_metrics_count: int
     timestamp: datetime
+    billing_blocked: str | None = None
 
 
 def _check_window(hours: int) -> None:
@@ -68,10 +70,22 @@ class ListSlaViolations:
         self._sla = sla
 
     async def execute(
-        self, *, miner_id: str | None, resolved: bool, offset: int, limit: int
+        self,
+        *,
+        miner_id: str | None,
+        resolved: bool,
+        offset: int,
+        limit: int,
+        violation_type: str | None = None,
+        severity: str | None = None,
     ) -> Page[StoredViolation]:
         items, total = await self._sla.violations(
-            miner_id=miner_id, resolved=resolved, offset=offset, limit=limit
+            miner_id=miner_id,
+            resolved=resolved,
+            offset=offset,
+            limit=limit,
+            violation_type=violation_type,
+            severity=severity,
         )
         return Page(tuple(items), total)
 
@@ -91,11 +105,13 @@ class ListCapacitySnapshots:
 
 
 class GetSlaStatus:
-    """critical if any open violation is critical, else degraded if any is open, else healthy."""
+    """critical if any open violation is critical, else degraded if any is open, else healthy; with the
+    reason billing delivery is blocked by a misconfigured coordinator, if it is."""
 
-    def __init__(self, sla: SlaRepository, clock: Clock) -> None:
+    def __init__(self, sla: SlaRepository, clock: Clock, billing: BillingHealth) -> None:
         self._sla = sla
         self._clock = clock
+        self._billing = billing
 
     async def execute(self) -> SlaStatus:
         now = self._clock.now()
@@ -105,4 +121,5 @@ class GetSlaStatus:
             active_violations=len(keys),
             recent_metrics_count=await self._sla.count_metrics_since(now - RECENT),
             timestamp=now,
+            billing_blocked=await self._billing.blocked_reason(),
         )

@@ -18,6 +18,8 @@ from poolhub.app.http.auth import Role, require
 from poolhub.app.http.schemas.billing import (
     InvoiceCreate,
     LedgerEntryRead,
+    RequeueCreate,
+    RequeueResultRead,
     SyncCreate,
     SyncResultRead,
     UsagePeriod,
@@ -33,13 +35,15 @@ from poolhub.domain.billing import LedgerEntry, LedgerStatus, UsageLine
 from poolhub.domain.use_cases.billing_queries import (
     GenerateInvoice,
     ListLedgerEntries,
+    Requeue,
+    RequeueRejected,
     UsageQuery,
     UsageReport,
 )
 from poolhub.domain.use_cases.record_usage import ManualUsage, RecordManualUsage
 from poolhub.domain.use_cases.sync_usage import SyncRequest, SyncUsage
 
-ID_PATTERN = r"^[A-Za-z0-9._:-]{1,64}$"
+ID_PATTERN = r"^[A-Za-z0-9._:-]{1,64}$(?!\n)"
 IdQuery = Annotated[
     str | None, QueryParameter(pattern=ID_PATTERN, description="1-64 characters of [A-Za-z0-9._:-]")
 ]
@@ -48,7 +52,7 @@ IdempotencyKey = Annotated[
     HeaderParameter(
         name="Idempotency-Key",
         required=False,
-        pattern=r"^[A-Za-z0-9._:-]{1,128}$",
+        pattern=r"^[A-Za-z0-9._:-]{1,128}$(?!\n)",
         description="optional, 1-128 characters of [A-Za-z0-9._:-]: the same key with the same usage "
         "returns the line already recorded (200) instead of adding another; with different usage, 409",
     ),
@@ -162,7 +166,10 @@ class BillingController(Controller):
         "`hours_back` (1-720: lines whose usage ended in the last hours). `records_sent`, "
         "`records_failed` (left pending for a later retry) and `records_rejected` count this run; "
         "`records_pending` counts the lines of the selection still pending afterwards. The run stops "
-        "early when the coordinator keeps failing; the rest stays pending.",
+        "early when the coordinator keeps failing; the rest stays pending. A 401, 403, 404 or 3xx from "
+        "the coordinator means the integration is misconfigured: the run stops at once, nothing is "
+        "rejected, and `billing_blocked` says why (also in `GET /sla/status`) until a run gets through. "
+        "Lines are claimed before they are sent, so concurrent runs never send the same line at once.",
     )
     @inject
     async def sync(
@@ -180,7 +187,28 @@ class BillingController(Controller):
             records_failed=report.records_failed,
             records_pending=report.records_pending,
             records_rejected=report.records_rejected,
+            billing_blocked=report.billing_blocked,
         )
+
+    @post(
+        "/requeue",
+        status_code=200,
+        summary="Put rejected ledger lines back to pending, keys unchanged",
+        description="After the coordinator or its rules were fixed: the selected rejected lines "
+        "(`tenant_id`, `resource_type`, usage ended in [`since`, `until`)) become pending and due at "
+        "once, with their idempotency keys, so the coordinator still counts each once. Answers how many.",
+    )
+    @inject
+    async def requeue(
+        self, use_case: FromDishka[RequeueRejected], data: JSONBody[RequeueCreate | None] = None
+    ) -> RequeueResultRead:
+        body = data or RequeueCreate()
+        count = await use_case.execute(
+            Requeue(
+                tenant_id=body.tenant_id, resource_type=body.resource_type, since=body.since, until=body.until
+            )
+        )
+        return RequeueResultRead(records_requeued=count)
 
     @post(
         "/usage/record",
@@ -213,8 +241,8 @@ class BillingController(Controller):
             ManualUsage(
                 tenant_id=data.tenant_id,
                 resource_type=data.resource_type,
-                quantity=Decimal(data.quantity),
-                unit_price=Decimal(data.unit_price) if data.unit_price is not None else None,
+                quantity=data.quantity,
+                unit_price=data.unit_price,
                 job_id=data.job_id,
                 metadata=data.metadata,
                 request_key=idempotency_key,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from decimal import Decimal
 
 import msgspec
 from dishka.integrations.litestar import FromDishka, inject
@@ -46,7 +45,7 @@ def _query(body: MatchRequest) -> MatchQuery:
         ),
         hints=Hints(
             region=hints.region,
-            max_price=Decimal(hints.max_price) if hints.max_price is not None else None,
+            max_price=hints.max_price,
             deadline_ms=hints.deadline_ms,
         ),
         top_k=body.top_k,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
+import contextlib
 from typing import Annotated, Any
 
 import msgspec
@@ -14,6 +14,7 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import HeaderParameter, JSONBody, QueryParameter
 
 from poolhub.app.http.auth import Role, bearer_token, require
+from poolhub.app.http.controllers.miner_inputs import heartbeat_beat, registration_spec, status_update
 from poolhub.app.http.schemas.common import Limit, Offset, page_response
 from poolhub.app.http.schemas.miners import (
     LeaseAck,
@@ -26,19 +27,17 @@ from poolhub.app.http.schemas.miners import (
     MinerUpdate,
     WsAck,
 )
+from poolhub.app.http.strict import BodyError, decode_strict
 from poolhub.app.metrics import Metrics
 from poolhub.app.runtime.registrations import RegistrationBatcher
 from poolhub.domain.errors import DomainError
-from poolhub.domain.model import MinerSpec
 from poolhub.domain.use_cases.authenticate_miner import AuthenticateMiner
 from poolhub.domain.use_cases.list_miners import ListMiners, MinerView
 from poolhub.domain.use_cases.miner_session import (
     ApplyBeat,
-    Beat,
     LogoutMiner,
     RecordHeartbeat,
     RenewLease,
-    StatusUpdate,
     UpdateMinerStatus,
 )
 from poolhub.domain.use_cases.register_miner import Registration
@@ -49,35 +48,16 @@ Authorization = Annotated[
     str | None,
     HeaderParameter(name="Authorization", required=False, description="Bearer <session_token>"),
 ]
+BeatAuthorization = Annotated[
+    str | None,
+    HeaderParameter(
+        name="Authorization",
+        required=False,
+        description="Bearer <session_token>, or Bearer <api_key> for a miner that keeps no session (AITBC); "
+        "409 when several miners registered with that api_key",
+    ),
+]
 MINER_SECURITY: list[dict[str, list[str]]] = [{"BearerToken": []}]
-
-
-def _spec(body: MinerRegister) -> MinerSpec:
-    return MinerSpec(
-        miner_id=body.miner_id,
-        addr=body.addr,
-        proto=body.proto,
-        gpu_name=body.gpu_name,
-        gpu_vram_gb=body.gpu_vram_gb,
-        gpu_count=body.gpu_count,
-        cpu_cores=body.cpu_cores,
-        ram_gb=body.ram_gb,
-        accel=body.accel,
-        price_token_per_ksec=Decimal(body.price_token_per_ksec),
-        max_parallel=body.max_parallel,
-        region=body.region,
-        tags=tuple(body.tags),
-        capabilities=tuple(body.capabilities),
-    )
-
-
-def _beat(body: MinerHeartbeat) -> Beat:
-    return Beat(
-        queue_len=body.queue_len,
-        avg_latency_ms=body.avg_latency_ms,
-        temp_c=body.temp_c,
-        mem_free_gb=body.mem_free_gb,
-    )
 
 
 def _read(view: MinerView) -> MinerRead:
@@ -107,6 +87,8 @@ def _read(view: MinerView) -> MinerRead:
         busy=status.busy,
         cpu_cores=spec.cpu_cores,
         avg_latency_ms=status.avg_latency_ms,
+        gpu_utilization_pct=status.gpu_utilization_pct,
+        mem_free_gb=status.mem_free_gb,
     )
 
 
@@ -132,7 +114,7 @@ class MinerController(Controller):
     async def register(
         self, data: JSONBody[MinerRegister], batcher: FromDishka[RegistrationBatcher]
     ) -> Response[MinerRegistered]:
-        grant = await batcher.submit(Registration(_spec(data), data.api_key))
+        grant = await batcher.submit(Registration(registration_spec(data), data.api_key))
         return Response(
             MinerRegistered(
                 status="registered",
@@ -149,20 +131,10 @@ class MinerController(Controller):
     async def update(
         self,
         data: JSONBody[MinerUpdate],
-        authorization: Authorization,
+        authorization: BeatAuthorization,
         use_case: FromDishka[UpdateMinerStatus],
     ) -> LeaseAck:
-        expires = await use_case.execute(
-            bearer_token(authorization),
-            StatusUpdate(
-                queue_len=data.queue_len,
-                busy=data.busy,
-                current_jobs=tuple(data.current_jobs) if data.current_jobs is not None else None,
-                price_token_per_ksec=(
-                    Decimal(data.price_token_per_ksec) if data.price_token_per_ksec is not None else None
-                ),
-            ),
-        )
+        expires = await use_case.execute(bearer_token(authorization), status_update(data))
         return LeaseAck(status="ok", lease_expires_at=expires)
 
     @post("/heartbeat", status_code=200, summary="Keep the lease alive over HTTP", security=MINER_SECURITY)
@@ -170,11 +142,11 @@ class MinerController(Controller):
     async def heartbeat(
         self,
         data: JSONBody[MinerHeartbeat],
-        authorization: Authorization,
+        authorization: BeatAuthorization,
         use_case: FromDishka[RecordHeartbeat],
         metrics: FromDishka[Metrics],
     ) -> LeaseAck:
-        expires = await use_case.execute(bearer_token(authorization), _beat(data))
+        expires = await use_case.execute(bearer_token(authorization), heartbeat_beat(data))
         metrics.heartbeats.inc()
         return LeaseAck(status="ok", lease_expires_at=expires)
 
@@ -225,6 +197,27 @@ _beat_decoder = msgspec.json.Decoder(MinerHeartbeat)
 _ack_encoder = msgspec.json.Encoder()
 
 WS_UNAUTHORIZED = 4401
+WS_REPLACED = 4409
+
+
+def _error(detail: str) -> str:
+    return _ack_encoder.encode({"type": "error", "detail": detail}).decode()
+
+
+async def _take_over(socket: WebSocket[Any, Any, Any], miner_id: str) -> None:
+    """Make `socket` the miner's one live connection in this process; the older one is closed (4409)."""
+    live: dict[str, WebSocket[Any, Any, Any]] = socket.app.state.setdefault("heartbeat_sockets", {})
+    older = live.get(miner_id)
+    live[miner_id] = socket
+    if older is not None and older is not socket:
+        with contextlib.suppress(Exception):  # it may be closing on its own already
+            await older.close(code=WS_REPLACED, reason="replaced by a newer connection")
+
+
+def _release(socket: WebSocket[Any, Any, Any], miner_id: str) -> None:
+    live: dict[str, WebSocket[Any, Any, Any]] = socket.app.state.get("heartbeat_sockets", {})
+    if live.get(miner_id) is socket:
+        del live[miner_id]
 
 
 @websocket("/v1/miners/heartbeat")
@@ -238,7 +231,8 @@ async def heartbeat_socket(
     """One JSON beat per message, each answered `{type:"ack", lease_expires_at}`.
 
     The token comes as an Authorization header or `?session_token=`; a missing or bad one closes
-    the connection with code 4401 after accepting it, without an ack.
+    the connection with code 4401 after accepting it, without an ack. One connection per miner: a newer
+    one closes the older with code 4409.
     """
     await socket.accept()
     token = bearer_token(socket.headers.get("authorization")) or socket.query_params.get("session_token")
@@ -248,26 +242,24 @@ async def heartbeat_socket(
         await socket.close(code=WS_UNAUTHORIZED, reason=exc.message[:120])
         return
     miner_id = auth.miner.miner_id
+    await _take_over(socket, miner_id)
     try:
         while True:
             raw = await socket.receive_data(mode="text")
+            if socket.app.state.get("heartbeat_sockets", {}).get(miner_id) is not socket:
+                return  # replaced while this message was on its way
             try:
-                beat = _beat_decoder.decode(raw)
-            except msgspec.ValidationError as exc:
-                await socket.send_text(_ack_encoder.encode({"type": "error", "detail": str(exc)}).decode())
-                continue
-            except msgspec.DecodeError:
-                await socket.send_text(
-                    _ack_encoder.encode(
-                        {"type": "error", "detail": "each message must be one JSON object"}
-                    ).decode()
-                )
+                beat = decode_strict(_beat_decoder, raw)
+            except BodyError as exc:
+                await socket.send_text(_error(exc.message))
                 continue
             if apply_beat.live_miner(auth.token_hash, miner_id) is None:
                 await socket.close(code=WS_UNAUTHORIZED, reason="session expired or revoked: register again")
                 return
-            expires = apply_beat.apply(miner_id, _beat(beat))
+            expires = apply_beat.apply(miner_id, heartbeat_beat(beat))
             metrics.heartbeats.inc()
             await socket.send_text(_ack_encoder.encode(WsAck(type="ack", lease_expires_at=expires)).decode())
     except WebSocketDisconnect:
         return
+    finally:
+        _release(socket, miner_id)

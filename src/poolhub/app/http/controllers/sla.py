@@ -13,7 +13,7 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import PathParameter, QueryParameter
 
 from poolhub.app.http.auth import Role, require
-from poolhub.app.http.schemas.common import Limit, Offset, Problem, page_response
+from poolhub.app.http.schemas.common import ID_PATTERN, Limit, Offset, Problem, page_response
 from poolhub.app.http.schemas.sla import (
     CapacityForecastRead,
     CapacityRecommendationsRead,
@@ -27,9 +27,10 @@ from poolhub.app.http.schemas.sla import (
     SlaViolationRead,
 )
 from poolhub.app.metrics import Metrics
-from poolhub.app.runtime.sla_jobs import run_collection
+from poolhub.app.runtime.schedulers import exclusive_run
+from poolhub.app.runtime.sla_jobs import SLA_COLLECTION_JOB, run_collection
 from poolhub.domain.capacity import CapacityPlan
-from poolhub.domain.ports import StoredMetric, StoredSnapshot, StoredViolation
+from poolhub.domain.ports import Clock, StoredMetric, StoredSnapshot, StoredViolation, TickLock
 from poolhub.domain.use_cases.capacity_planning import (
     CapacityForecastView,
     ForecastCapacity,
@@ -76,6 +77,7 @@ def _violation(violation: StoredViolation) -> SlaViolationRead:
         created_at=violation.created_at,
         resolved_at=violation.resolved_at,
         duration_sec=violation.duration_sec,
+        metadata=dict(violation.metadata),
     )
 
 
@@ -152,7 +154,15 @@ class SlaController(Controller):
     @inject
     async def miner_metrics(
         self,
-        miner_id: Annotated[str, PathParameter(description="the miner's id")],
+        miner_id: Annotated[
+            str,
+            PathParameter(
+                min_length=1,
+                max_length=64,
+                pattern=ID_PATTERN,
+                description="the miner's id: 1-64 characters of [A-Za-z0-9._:-]",
+            ),
+        ],
         use_case: FromDishka[ListSlaMetrics],
         hours: Hours = 24,
         offset: Offset = 0,
@@ -191,7 +201,7 @@ class SlaController(Controller):
             str | None,
             QueryParameter(
                 max_length=64,
-                pattern=r"^[A-Za-z0-9._:-]*$",
+                pattern=r"^[A-Za-z0-9._:-]*$(?!\n)",
                 description="only this miner's violations (empty: every miner and the pool)",
                 required=False,
             ),
@@ -215,13 +225,19 @@ class SlaController(Controller):
         status_code=200,
         summary="Run one SLA collection now",
         description="Measures every registered miner and the pool, records the metrics and a capacity "
-        "snapshot, opens, refreshes and resolves violations.",
+        "snapshot, opens, refreshes and resolves violations. Never overlaps a scheduled collection (on "
+        "any process): it waits for one in progress, and answers 409 if that takes over 30 s.",
     )
     @inject
     async def collect(
-        self, use_case: FromDishka[CollectSla], metrics: FromDishka[Metrics]
+        self,
+        use_case: FromDishka[CollectSla],
+        metrics: FromDishka[Metrics],
+        lock: FromDishka[TickLock],
+        clock: FromDishka[Clock],
     ) -> SlaCollectionRead:
-        report = await run_collection(use_case, metrics)
+        async with exclusive_run(lock, clock, SLA_COLLECTION_JOB):
+            report = await run_collection(use_case, metrics)
         return SlaCollectionRead(
             miners_processed=report.miners_processed,
             metrics_recorded=report.metrics_recorded,
@@ -279,4 +295,5 @@ class SlaController(Controller):
             active_violations=status.active_violations,
             recent_metrics_count=status.recent_metrics_count,
             timestamp=status.timestamp,
+            billing_blocked=status.billing_blocked,
         )

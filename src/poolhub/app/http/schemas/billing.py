@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 import msgspec
 from msgspec import Meta
 
-from poolhub.app.http.schemas.common import Base, Id
+from poolhub.app.http.schemas.common import Base, DecimalRule, Id, decimal_meta, text, utc_representable
 
 ResourceTypeName = Annotated[
     str,
@@ -20,29 +21,22 @@ ResourceTypeName = Annotated[
         examples=["gpu_hours"],
     ),
 ]
+# A ledger line holds quantity × 10¹² in a 64-bit integer: at most 9,223,372.036854775807 units
+# (the use case refuses more), so seven integer digits pass the shape check.
+QUANTITY_RULE = DecimalRule(integer_digits=7)
 Quantity = Annotated[
-    str,
-    Meta(
-        max_length=20,
-        pattern=r"^[0-9]{1,7}(\.[0-9]{1,12})?$",
-        description="a decimal string >= 0 with at most 12 decimal places; one ledger line holds at most "
-        "9223372.036854775807",
-        examples=["1.5"],
-    ),
+    Decimal,
+    decimal_meta(QUANTITY_RULE, "the quantity (one ledger line holds at most 9223372.036854775807)", "1.5"),
+    QUANTITY_RULE,
 ]
-UnitPriceText = Annotated[
-    str,
-    Meta(
-        max_length=22,
-        pattern=r"^[0-9]{1,9}(\.[0-9]{1,12})?$",
-        description="a decimal string >= 0 (price per unit, in the configured currency)",
-        examples=["0.50"],
-    ),
+UNIT_PRICE_RULE = DecimalRule(integer_digits=9)
+UnitPrice = Annotated[
+    Decimal,
+    decimal_meta(UNIT_PRICE_RULE, "the price per unit, in the configured currency", "0.50"),
+    UNIT_PRICE_RULE,
 ]
-MetadataKey = Annotated[str, Meta(min_length=1, max_length=64)]
-MetadataValue = (
-    Annotated[str, Meta(max_length=256)] | Annotated[int, Meta(ge=-(2**53), le=2**53)] | float | bool | None
-)
+MetadataKey = Annotated[str, text(64, 1)]
+MetadataValue = Annotated[str, text(256)] | Annotated[int, Meta(ge=-(2**53), le=2**53)] | float | bool | None
 MetadataIn = Annotated[
     dict[MetadataKey, MetadataValue],
     Meta(
@@ -59,7 +53,7 @@ class UsageRecordCreate(Base, kw_only=True):
     tenant_id: Id
     resource_type: ResourceTypeName
     quantity: Quantity
-    unit_price: UnitPriceText | None = msgspec.field(default=None)
+    unit_price: UnitPrice | None = msgspec.field(default=None)
     job_id: Id | None = None
     metadata: MetadataIn = msgspec.field(default_factory=dict)
 
@@ -128,9 +122,35 @@ class SyncResultRead(Base, kw_only=True):
     records_failed: int
     records_pending: int
     records_rejected: int
+    billing_blocked: Annotated[
+        str | None,
+        Meta(
+            description="why delivery is paused: the coordinator answered 401, 403, 404 or 3xx (a "
+            "misconfigured URL, key or route), so the run stopped and every record stays pending; null "
+            "once a run gets through"
+        ),
+    ]
+
+
+class RequeueCreate(Base, kw_only=True):
+    """Which rejected lines go back to pending; with no field, every rejected line."""
+
+    tenant_id: Id | None = None
+    resource_type: ResourceTypeName | None = None
+    since: Annotated[AwareDatetime | None, Meta(description="usage ended at or after (RFC 3339)")] = None
+    until: Annotated[AwareDatetime | None, Meta(description="usage ended before (RFC 3339)")] = None
+
+
+class RequeueResultRead(Base, kw_only=True):
+    records_requeued: int
 
 
 class InvoiceCreate(Base, kw_only=True):
     tenant_id: Id
     period_start: AwareDatetime
     period_end: AwareDatetime
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        utc_representable(self.period_start, "period_start")
+        utc_representable(self.period_end, "period_end")

@@ -7,13 +7,13 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
-from poolhub.app.http.schemas.common import Base, DecimalText, Id, Items, Millis, Size
+from poolhub.app.http.schemas.common import Base, Id, Items, Millis, Price, Size, text
 
 TopK = Annotated[int, Meta(ge=1, le=50, description="how many candidates to return, 1-50")]
 
 
 class MatchRequirements(Base, kw_only=True):
-    task: Annotated[str, Meta(max_length=128, description="informational")] | None = None
+    task: Annotated[str, text(128, description="informational")] | None = None
     min_vram_gb: Size | None = None
     min_ram_gb: Size | None = None
     accel: Items | None = None
@@ -22,8 +22,8 @@ class MatchRequirements(Base, kw_only=True):
 
 
 class MatchHints(Base, kw_only=True):
-    region: Annotated[str, Meta(min_length=1, max_length=64)] | None = None
-    max_price: DecimalText | None = None
+    region: Annotated[str, text(64, 1)] | None = None
+    max_price: Price | None = None
     deadline_ms: Millis | None = None
 
 
@@ -77,7 +77,7 @@ class FeedbackCreate(Base, kw_only=True):
     outcome: Literal["accepted", "rejected", "failed", "completed"]
     latency_ms: Millis | None = None
     duration_ms: Millis | None = None
-    fail_code: Annotated[str, Meta(min_length=1, max_length=64)] | None = None
+    fail_code: Annotated[str, text(64, 1)] | None = None
     tokens_spent: Annotated[float, Meta(ge=0, le=1e15)] | None = None
     tenant_id: Id | None = None
 

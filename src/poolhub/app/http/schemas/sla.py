@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 from msgspec import Meta
@@ -70,6 +70,13 @@ class SlaViolationRead(Base):
     created_at: datetime
     resolved_at: Annotated[datetime | None, Meta(description="null while open")]
     duration_sec: Annotated[float | None, Meta(description="resolved_at - created_at; null while open")]
+    metadata: Annotated[
+        dict[str, Any],
+        Meta(
+            description="why it was resolved when that was not a recovery: "
+            '{"resolved_reason": "no_samples", …} when its metric had no samples in the window; else {}'
+        ),
+    ] = msgspec.field(default_factory=dict)
 
 
 class CapacitySnapshotRead(Base):
@@ -139,3 +146,10 @@ class SlaStatusRead(Base):
     active_violations: int
     recent_metrics_count: Annotated[int, Meta(description="metrics recorded in the last hour")]
     timestamp: datetime
+    billing_blocked: Annotated[
+        str | None,
+        Meta(
+            description="why billing delivery is paused: the coordinator answered as a misconfigured "
+            "integration would (401, 403, 404, 3xx), e.g. 'coordinator answered 401 …'; null when it is not"
+        ),
+    ] = None

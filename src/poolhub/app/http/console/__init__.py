@@ -1,0 +1,1 @@
+"""The operator console: GET /console, its static files and its operator routes under /console/api."""
