@@ -225,3 +225,50 @@ async def test_beats_racing_logouts_on_two_processes_never_answer_5xx(pair: Pair
         listed = (await client.get("/v1/miners", params={"limit": 500}, headers=bearer(ADMIN_TOKEN))).json()
         online = {m["miner_id"] for m in listed if m["online"] and m["miner_id"].startswith("crowd-")}
         assert online == set(ids[100:])
+
+
+async def test_api_keys_follow_registrations_made_on_the_other_process(pair: Pair) -> None:
+    shared_key = "two-process-shared-key-0123456789"
+    later_key = "two-process-later-key-0123456789"
+    first = await pair.a.post("/v1/miners/register", json=miner_body("keyed-1", api_key=shared_key))
+    assert first.status_code == 201
+    # B looks the first key up once and caches it; the second is unknown there, and remembered so.
+    assert (await pair.b.post("/v1/miners/heartbeat", json={}, headers=bearer(shared_key))).status_code == 200
+    assert (await pair.b.post("/v1/miners/heartbeat", json={}, headers=bearer(later_key))).status_code == 401
+    for miner_id, key in (("keyed-2", shared_key), ("keyed-3", later_key)):
+        answer = await pair.a.post("/v1/miners/register", json=miner_body(miner_id, api_key=key))
+        assert answer.status_code == 201
+    started = time.monotonic()
+    while True:
+        shared = await pair.b.post("/v1/miners/heartbeat", json={}, headers=bearer(shared_key))
+        later = await pair.b.post("/v1/miners/heartbeat", json={}, headers=bearer(later_key))
+        if (shared.status_code, later.status_code) == (409, 200):
+            break
+        assert time.monotonic() - started < APPLIED_WITHIN_SEC, (shared.text, later.text)
+        await asyncio.sleep(0.05)
+
+
+async def test_a_miner_back_with_its_api_key_after_a_logout_is_online_on_both_processes(pair: Pair) -> None:
+    key = "two-process-return-key-0123456789"
+    registered = await pair.a.post("/v1/miners/register", json=miner_body("returner-1", api_key=key))
+    token = registered.json()["session_token"]
+    assert (await pair.a.post("/v1/miners/logout", headers=bearer(token))).status_code == 200
+
+    async def online_everywhere(expected: bool) -> None:
+        started = time.monotonic()
+        while not (
+            await online_on(pair.a, "returner-1") is expected
+            and await online_on(pair.b, "returner-1") is expected
+        ):
+            assert time.monotonic() - started < APPLIED_WITHIN_SEC, f"not online={expected} on both in 1 s"
+            await asyncio.sleep(0.05)
+
+    await online_everywhere(False)
+    assert (await pair.a.post("/v1/miners/heartbeat", json={}, headers=bearer(key))).status_code == 200
+    await online_everywhere(True)
+    # The session token the logout revoked stays refused on both; the return is durable.
+    for client in (pair.a, pair.b):
+        assert (await client.post("/v1/miners/heartbeat", json={}, headers=bearer(token))).status_code == 401
+    await asyncio.sleep(1.5)
+    await online_everywhere(True)
+    assert (await stored_status(pair.database_url, "returner-1")).logged_out_at is None

@@ -42,6 +42,7 @@ class FakeStore:
         self.down = False
         self.calls = 0
         self.watermarks: dict[str, datetime] = {}
+        self.returns: list[tuple[str, MinerStatus, str]] = []
 
     async def save_beats(self, beats: Sequence[PendingBeat], now: datetime) -> None:
         self.calls += 1
@@ -58,6 +59,11 @@ class FakeStore:
         if any(r.job_id in self.poison for r in records):
             raise refused()
         self.records.extend(records)
+
+    async def save_return(self, miner_id: str, status: MinerStatus, now: datetime, origin: str) -> None:
+        if self.down:
+            raise outage()
+        self.returns.append((miner_id, status, origin))
 
     async def mark_matches_saved(self, origin: str, until: datetime, now: datetime) -> None:
         if self.down:
@@ -235,6 +241,52 @@ async def test_the_feed_skips_own_changes_reads_only_newer_sequences_and_reports
     assert await w.directory.catch_up() is True
     assert await w.directory.catch_up() is False  # seq 2 is behind it now
     assert w.directory.seen_seq == 2
+
+
+async def test_a_new_miner_or_a_rehashed_key_elsewhere_empties_the_key_cache_and_the_misses() -> None:
+    w = World()
+    now = w.clock.now()
+    w.add("m-1")
+    for kind, miner_id in [(ChangeKind.API_KEY, "m-1"), (ChangeKind.REGISTERED, "m-2")]:
+        w.directory.remember_api_key("key-hash", ("m-1",))
+        w.directory.remember_unknown_token("missed-hash", now)
+        w.feed.miners[miner_id] = miner(miner_id, now)
+        w.feed.publish(kind, miner_id)
+        await w.directory.catch_up()
+        assert w.directory.miners_for_api_key("key-hash") is None, kind
+        assert not w.directory.is_unknown_token("missed-hash", now), kind
+    # A change that touches no key (a price) keeps both caches.
+    w.directory.remember_api_key("key-hash", ("m-1",))
+    w.directory.remember_unknown_token("missed-hash", now)
+    w.feed.publish(ChangeKind.SPEC, "m-1")
+    await w.directory.catch_up()
+    assert w.directory.miners_for_api_key("key-hash") == ("m-1",)
+    assert w.directory.is_unknown_token("missed-hash", now)
+
+
+async def test_a_miner_back_after_its_logout_is_saved_before_it_is_held_and_applied_elsewhere() -> None:
+    w = World()
+    now = w.clock.now()
+    w.add("m-1")
+    logged_out = LEASE.logout(miner("m-1", now).status, now)
+    w.directory.put(replace(miner("m-1", now), status=logged_out), now)
+    w.clock.advance(timedelta(seconds=3))
+    back = LEASE.beat(logged_out, w.clock.now())
+    w.store.down = True
+    with pytest.raises(OperationalError):
+        await w.directory.bring_back("m-1", back, w.clock.now())
+    assert not w.directory.is_online(w.directory.get("m-1"), w.clock.now())  # type: ignore[arg-type]
+    w.store.down = False
+    await w.directory.bring_back("m-1", back, w.clock.now())
+    assert w.store.returns == [("m-1", back, w.directory.origin)]
+    assert w.directory.is_online(w.directory.get("m-1"), w.clock.now())  # type: ignore[arg-type]
+    # Another process, which applied the logout, takes the stored status as the truth.
+    other = World()
+    other.directory.put(replace(miner("m-1", now), status=logged_out), now)
+    other.feed.miners["m-1"] = replace(miner("m-1", now), status=back)
+    other.feed.publish(ChangeKind.RETURNED, "m-1")
+    await other.directory.catch_up()
+    assert other.directory.is_online(other.directory.get("m-1"), w.clock.now())  # type: ignore[arg-type]
 
 
 async def test_warm_start_reads_the_head_first_so_later_changes_are_not_missed() -> None:

@@ -12,7 +12,7 @@ from poolhub.domain.billing import UnitPrices
 from poolhub.domain.errors import AuthenticationError, MinerNotFoundError
 from poolhub.domain.model import LeasePolicy, MinerSpec
 from poolhub.domain.ports import MatchRecord
-from poolhub.domain.security import hash_token
+from poolhub.domain.security import hash_api_key, hash_token
 from poolhub.domain.trust import Outcome, TrustPolicy
 from poolhub.domain.use_cases.record_feedback import Feedback, RecordFeedback
 from poolhub.domain.use_cases.register_miner import (
@@ -50,6 +50,9 @@ def spec(miner_id: str, price: str = "0.75", gpu_count: int = 1) -> MinerSpec:
     )
 
 
+SECRET = ServerSecret("secret")
+
+
 class World:
     def __init__(self) -> None:
         self.clock = FixedClock()
@@ -63,7 +66,7 @@ class World:
         self.ledger = FakeUsageLedger()
         self.matches = FakeMatchRecordRepository()
 
-    def register(self) -> RegisterMiners:
+    def register(self, secret: ServerSecret = SECRET) -> RegisterMiners:
         return RegisterMiners(
             self.miners,
             self.sessions,
@@ -72,7 +75,7 @@ class World:
             self.directory,
             self.clock,
             SequentialTokens(),
-            ServerSecret("secret"),
+            secret,
             self.changes,
             DirectoryLimits(),
         )
@@ -121,6 +124,24 @@ async def test_reregistering_revokes_the_old_token_and_keeps_trust(world: World)
     assert miner is not None
     assert miner.spec.price_token_per_ksec == Decimal("0.5")
     assert miner.registered_at == world.clock.now() - timedelta(seconds=10)
+
+
+async def test_a_key_stored_under_the_previous_secret_is_stored_again_and_announced(world: World) -> None:
+    key = "api-key-0123456789"
+    await world.register(ServerSecret("old-secret")).execute([Registration(spec("m-1"), key)])
+    world.directory.remember_api_key(hash_api_key("new-secret", key), ())
+    rotated = world.register(ServerSecret("new-secret", previous="old-secret"))
+    [grant] = await rotated.execute([Registration(spec("m-1"), key)])
+    assert isinstance(grant, SessionGrant)
+    assert not grant.created
+    assert world.miners.key_hashes["m-1"] == hash_api_key("new-secret", key)
+    # Other processes forget what they cached for that key; so does this one.
+    assert ("api_key", "m-1") in world.changes.changes
+    assert world.directory.miners_for_api_key(hash_api_key("new-secret", key)) is None
+    # An unchanged key announces nothing beyond the registration.
+    world.changes.changes.clear()
+    await rotated.execute([Registration(spec("m-1"), key)])
+    assert world.changes.changes == [("registered", "m-1")]
 
 
 async def test_a_wrong_key_refuses_only_that_registration(world: World) -> None:
