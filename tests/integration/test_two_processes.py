@@ -272,3 +272,21 @@ async def test_a_miner_back_with_its_api_key_after_a_logout_is_online_on_both_pr
     await asyncio.sleep(1.5)
     await online_everywhere(True)
     assert (await stored_status(pair.database_url, "returner-1")).logged_out_at is None
+
+
+async def test_beats_and_updates_on_one_process_show_on_the_other_within_a_second(pair: Pair) -> None:
+    registered = await pair.a.post("/v1/miners/register", json=miner_body("beater-1"))
+    token = registered.json()["session_token"]
+
+    async def queue_len_on_b() -> int | None:
+        listed = (await pair.b.get("/v1/miners", params={"limit": 500}, headers=bearer(ADMIN_TOKEN))).json()
+        return next((m["queue_len"] for m in listed if m["miner_id"] == "beater-1"), None)
+
+    for route, body in (("/v1/miners/heartbeat", {"queue_len": 3}), ("/v1/miners/update", {"queue_len": 5})):
+        assert (await pair.a.post(route, json=body, headers=bearer(token))).status_code == 200
+        started = time.monotonic()
+        while await queue_len_on_b() != body["queue_len"]:
+            assert time.monotonic() - started < APPLIED_WITHIN_SEC, (
+                f"{route} not applied on the other process"
+            )
+            await asyncio.sleep(0.05)

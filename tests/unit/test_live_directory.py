@@ -82,6 +82,13 @@ class FakeFeed:
         self.changes: list[Change] = []
         self.miners: dict[str, Miner] = {}
         self.tokens: dict[str, list[str]] = {}
+        # (written at, miner id, status) as other processes' beat flushes saved them
+        self.statuses: list[tuple[datetime, str, MinerStatus]] = []
+        self.status_reads: list[datetime] = []
+
+    async def statuses_since(self, since: datetime) -> list[tuple[str, MinerStatus]]:
+        self.status_reads.append(since)
+        return [(m, status) for at, m, status in self.statuses if at >= since]
 
     async def head(self) -> int:
         return self.changes[-1].seq if self.changes else 0
@@ -287,6 +294,29 @@ async def test_a_miner_back_after_its_logout_is_saved_before_it_is_held_and_appl
     other.feed.publish(ChangeKind.RETURNED, "m-1")
     await other.directory.catch_up()
     assert other.directory.is_online(other.directory.get("m-1"), w.clock.now())  # type: ignore[arg-type]
+
+
+async def test_beats_saved_by_another_process_are_applied_when_newer_than_what_is_held() -> None:
+    w = World()
+    start = w.clock.now()
+    w.add("m-1", "m-2")
+    await w.directory.warm()
+    w.clock.advance(timedelta(seconds=10))
+    later = w.clock.now()
+    w.directory.beat("m-2", later, queue_len=1)  # this process holds a newer beat of m-2
+    w.feed.statuses = [
+        (later, "m-1", LEASE.beat(miner("m-1", start).status, later - timedelta(seconds=1), queue_len=3)),
+        (later, "m-2", LEASE.beat(miner("m-2", start).status, later - timedelta(seconds=1), queue_len=7)),
+        (later, "m-9", MinerStatus(last_beat_at=later)),  # not registered here: comes through the feed
+    ]
+    await w.directory.catch_up()
+    assert w.directory.get("m-1").status.queue_len == 3  # type: ignore[union-attr]
+    assert w.directory.get("m-2").status.queue_len == 1  # type: ignore[union-attr]
+    assert w.directory.get("m-9") is None
+    # Each read reaches back over the overlap from when the previous one began.
+    w.clock.advance(timedelta(seconds=1))
+    await w.directory.catch_up()
+    assert w.feed.status_reads[-1] == later - timedelta(seconds=2)
 
 
 async def test_warm_start_reads_the_head_first_so_later_changes_are_not_missed() -> None:

@@ -102,6 +102,21 @@ def upsert_statement(
     return _upsert(session.get_bind().dialect.name, table, keys, updates)
 
 
+def to_status(status: MinerStatusRow) -> MinerStatus:
+    return MinerStatus(
+        last_beat_at=status.last_beat_at,
+        online_since=status.online_since,
+        logged_out_at=status.logged_out_at,
+        queue_len=status.queue_len,
+        busy=status.busy,
+        current_jobs=tuple(status.current_jobs),
+        avg_latency_ms=status.avg_latency_ms,
+        temp_c=status.temp_c,
+        mem_free_gb=status.mem_free_gb,
+        gpu_utilization_pct=status.gpu_utilization_pct,
+    )
+
+
 def _to_miner(row: MinerRow, status: MinerStatusRow) -> Miner:
     return Miner(
         spec=MinerSpec(
@@ -120,18 +135,7 @@ def _to_miner(row: MinerRow, status: MinerStatusRow) -> Miner:
             tags=tuple(row.tags),
             capabilities=tuple(row.capabilities),
         ),
-        status=MinerStatus(
-            last_beat_at=status.last_beat_at,
-            online_since=status.online_since,
-            logged_out_at=status.logged_out_at,
-            queue_len=status.queue_len,
-            busy=status.busy,
-            current_jobs=tuple(status.current_jobs),
-            avg_latency_ms=status.avg_latency_ms,
-            temp_c=status.temp_c,
-            mem_free_gb=status.mem_free_gb,
-            gpu_utilization_pct=status.gpu_utilization_pct,
-        ),
+        status=to_status(status),
         registered_at=row.registered_at,
         trust=Trust(row.trust_successes, row.trust_failures, row.trust_as_of),
     )

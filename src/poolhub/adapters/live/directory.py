@@ -32,6 +32,9 @@ FEED_PAGE = 5000
 MATCH_WAIT_SEC = 2.0
 MATCH_POLL_SEC = 0.05
 PROCESS_SILENT_AFTER = timedelta(seconds=3)
+# Beats are soft state, read by the writer's clock: another process stamps its flush before the commit
+# lands, so each read reaches this far back. A beat missed anyway is corrected by the miner's next one.
+STATUS_OVERLAP = timedelta(seconds=2)
 # Kinds after which the stored status is the truth: another process re-registered or logged the miner
 # out, so a beat this process still holds (taken with a token that is now revoked) must not survive.
 _AUTHORITATIVE = frozenset(
@@ -64,6 +67,7 @@ class LiveDirectory(LiveState):
         self.index = MinerIndex()
         self.origin = str(uuid.uuid4())
         self.seen_seq = 0
+        self._statuses_read_at: datetime | None = None
         self._clock = clock
         self._store = store
         self._feed = feed
@@ -337,15 +341,20 @@ class LiveDirectory(LiveState):
     async def warm(self) -> None:
         """Load every miner; changes committed from here on are read from the feed."""
         assert self._feed is not None
+        started = self._clock.now()
         head = await self._feed.head()
         miners = await self._feed.all_miners()
         self.seen_seq = max(self.seen_seq, head)
+        self._statuses_read_at = started
         self.adopt(miners, self._clock.now())
 
     async def catch_up(self) -> bool:
-        """Apply the changes other processes committed since the last call; True if SLA penalties changed."""
+        """Apply the changes other processes committed since the last call; True if SLA penalties changed.
+
+        Statuses first: a status read before a logout committed is applied before the logout is."""
         if self._feed is None:
             return False
+        await self._catch_up_statuses()
         penalties = False
         while True:
             changes = await self._feed.after(self.seen_seq, FEED_PAGE)
@@ -365,6 +374,28 @@ class LiveDirectory(LiveState):
             self.seen_seq = changes[-1].seq
             if len(changes) < FEED_PAGE:
                 return penalties
+
+    async def _catch_up_statuses(self) -> None:
+        """Beats other processes saved (their queue, load, lease): newer than what this process holds."""
+        assert self._feed is not None
+        if self._statuses_read_at is None:
+            return
+        started = self._clock.now()
+        rows = await self._feed.statuses_since(self._statuses_read_at - STATUS_OVERLAP)
+        self._statuses_read_at = started
+        for miner_id, status in rows:
+            cached = self._miners.get(miner_id)
+            # An unknown miner arrives through the feed; an older status is what this process replaced.
+            if cached is None or status.event_at <= cached.status.event_at:
+                continue
+            self._miners[miner_id] = replace(cached, status=status)
+            self.index.update_status(
+                miner_id,
+                queue_len=status.queue_len,
+                busy=status.busy,
+                lease_expires_at=self._lease_epoch(status),
+                eta_ms=status.avg_latency_ms,
+            )
 
     def apply_changes(
         self, kinds: dict[str, set[ChangeKind]], miners: dict[str, Miner], tokens: dict[str, list[str]]

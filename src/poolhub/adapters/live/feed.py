@@ -14,9 +14,9 @@ from sqlalchemy import func, insert, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from poolhub.adapters.db.models import LiveChangeRow, SessionRow
-from poolhub.adapters.db.repositories import SqlMinerRepository, is_postgres
-from poolhub.domain.model import LeasePolicy, Miner
+from poolhub.adapters.db.models import LiveChangeRow, MinerStatusRow, SessionRow
+from poolhub.adapters.db.repositories import PROCESS_ID, SqlMinerRepository, is_postgres, to_status
+from poolhub.domain.model import LeasePolicy, Miner, MinerStatus
 from poolhub.domain.ports import ChangeKind, ChangeLog
 
 _log = structlog.get_logger("poolhub.feed")
@@ -50,6 +50,9 @@ class ChangeSource(Protocol):
         """The stored miners and the hashes of their live (unrevoked) session tokens."""
 
     async def all_miners(self) -> list[Miner]: ...
+
+    async def statuses_since(self, since: datetime) -> list[tuple[str, MinerStatus]]:
+        """Statuses other processes' beat flushes wrote at or after `since` (by their clocks)."""
 
 
 class SqlChangeLog(ChangeLog):
@@ -98,6 +101,15 @@ class SqlChangeSource(ChangeSource):
     async def all_miners(self) -> list[Miner]:
         async with self._sessions() as session:
             return await SqlMinerRepository(session, self._lease).all()
+
+    async def statuses_since(self, since: datetime) -> list[tuple[str, MinerStatus]]:
+        async with self._sessions() as session:
+            rows = await session.execute(
+                select(MinerStatusRow).where(
+                    MinerStatusRow.updated_at >= since, MinerStatusRow.written_by != PROCESS_ID
+                )
+            )
+            return [(row.miner_id, to_status(row)) for row in rows.scalars()]
 
     async def load(self, miner_ids: Sequence[str]) -> tuple[dict[str, Miner], dict[str, list[str]]]:
         async with self._sessions() as session:
