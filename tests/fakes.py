@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import TypeVar
 
 from poolhub.domain.billing import (
     API_CALLS_KEY_PREFIX,
@@ -19,9 +20,27 @@ from poolhub.domain.billing import (
     hour_floor,
 )
 from poolhub.domain.model import Miner, MinerStatus, Trust
-from poolhub.domain.ports import FeedbackEntry, MatchRecord, PendingSelection, RequeueSelection, RetryMark
+from poolhub.domain.ports import (
+    ChangeKind,
+    FeedbackEntry,
+    MatchRecord,
+    PendingSelection,
+    RequeueSelection,
+    RetryMark,
+)
 
+_T = TypeVar("_T")
 NEVER = datetime.min.replace(tzinfo=UTC)
+
+
+class FakeChangeLog:
+    """Records what a use case announced to other processes."""
+
+    def __init__(self) -> None:
+        self.changes: list[tuple[str, str | None]] = []
+
+    async def record(self, kind: ChangeKind, miner_ids: Sequence[str | None], now: datetime) -> None:
+        self.changes.extend((kind.value, m) for m in miner_ids)
 
 
 class FixedClock:
@@ -51,6 +70,9 @@ class FakeUnitOfWork:
 
     async def rollback(self) -> None:
         self.rollbacks += 1
+
+    async def run(self, work: Callable[[], Awaitable[_T]]) -> _T:
+        return await work()
 
 
 class FixedRandom:
@@ -333,11 +355,21 @@ class FakeMinerRepository:
     async def api_key_hashes(self, miner_ids: Sequence[str]) -> dict[str, str]:
         return {i: self.key_hashes[i] for i in miner_ids if i in self.key_hashes}
 
-    async def save_registrations(self, registrations: Sequence[tuple[Miner, str]]) -> None:
+    async def rehash_api_keys(self, rehashes: Sequence[tuple[str, str, str]]) -> None:
+        for miner_id, old, new in rehashes:
+            if self.key_hashes.get(miner_id) == old:
+                self.key_hashes[miner_id] = new
+
+    async def save_registrations(self, registrations: Sequence[tuple[Miner, str]]) -> set[str]:
         self.saved += 1
+        saved: set[str] = set()
         for miner, key_hash in registrations:
+            if self.key_hashes.get(miner.miner_id, key_hash) != key_hash:
+                continue  # another key owns it (ON CONFLICT … WHERE the hashes match)
             self.miners[miner.miner_id] = miner
             self.key_hashes[miner.miner_id] = key_hash
+            saved.add(miner.miner_id)
+        return saved
 
     async def save_price(self, miner_id: str, price: Decimal, now: datetime) -> None:
         miner = self.miners[miner_id]
@@ -354,9 +386,6 @@ class FakeMinerRepository:
                 self.miners[miner_id] = dataclasses.replace(self.miners[miner_id], status=status)
 
     async def all(self) -> list[Miner]:
-        return list(self.miners.values())
-
-    async def changed_since(self, since: datetime) -> list[Miner]:
         return list(self.miners.values())
 
 
@@ -381,9 +410,6 @@ class FakeSessionRepository:
 
     async def extend(self, expiries: Sequence[tuple[str, datetime]]) -> None:
         return None
-
-    async def revoked_since(self, since: datetime) -> list[str]:
-        return sorted(self.revoked)
 
 
 class FakePresenceRepository:

@@ -7,8 +7,12 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import create_async_engine
 
-from tests.integration.conftest import ADMIN, COORDINATOR, Hub, bearer, miner_body, register
+from poolhub.adapters.db.models import MinerStatusRow
+from poolhub.app.settings import Settings
+from tests.integration.conftest import ADMIN, COORDINATOR, Hub, bearer, miner_body, register, started_hub
 
 API_KEY = "aitbc-auth-token-0123456789"
 
@@ -279,3 +283,35 @@ async def test_a_tags_object_holds_what_its_schema_says(hub: Hub) -> None:
     assert {"type": "string", "maxLength": 63} in [
         {k: v for k, v in alt.items() if k in ("type", "maxLength")} for alt in values
     ]
+
+
+async def test_after_a_logout_the_session_token_stays_refused_and_the_api_key_brings_the_miner_back(
+    settings: Settings, hub: Hub, clean_db: str
+) -> None:
+    registered = await hub.client.post("/v1/miners/register", json=aitbc_body())
+    token = registered.json()["session_token"]
+    assert (await hub.client.post("/v1/miners/logout", headers=bearer(token))).status_code == 200
+    assert (await hub.client.post("/v1/miners/heartbeat", json={}, headers=bearer(token))).status_code == 401
+    assert (await miner(hub, "shop-1"))["online"] is False
+    beat = await hub.client.post(
+        "/v1/miners/heartbeat", json={"gpu_utilization": 40}, headers=bearer(API_KEY)
+    )
+    assert beat.status_code == 200, beat.text
+    shown = await miner(hub, "shop-1")
+    assert (shown["online"], shown["gpu_utilization_pct"]) == (True, 40)
+    # Saved before the answer, and not undone by the beat flush (which never touches a logged-out row).
+    await hub.flush()
+    engine = create_async_engine(clean_db)
+    async with engine.connect() as connection:
+        logged_out_at = (
+            await connection.execute(
+                select(MinerStatusRow.logged_out_at).where(MinerStatusRow.miner_id == "shop-1")
+            )
+        ).scalar_one()
+    await engine.dispose()
+    assert logged_out_at is None
+    async with started_hub(settings) as other:
+        listed = (await other.client.get("/v1/miners", headers=bearer(ADMIN))).json()
+        assert [(m["miner_id"], m["online"], m["gpu_utilization_pct"]) for m in listed] == [
+            ("shop-1", True, 40)
+        ]

@@ -14,7 +14,7 @@ from poolhub.adapters.db.models import MinerRow, PresenceIntervalRow
 from poolhub.adapters.db.sla_models import SlaMetricRow, SlaViolationRow
 from poolhub.app.runtime import sla_jobs
 from poolhub.app.settings import Settings
-from poolhub.domain.directory import MinerDirectory
+from poolhub.domain.ports import LiveState
 from tests.integration.conftest import (
     ADMIN,
     COORDINATOR,
@@ -374,7 +374,7 @@ async def test_another_process_learns_the_penalty_within_seconds(
     await register(hub.client, "m-1")
     await add_feedback(clean_db, "m-1", "failed", 10)
     async with started_hub(settings) as other:
-        directory = await other.app.state.dishka_container.get(MinerDirectory)
+        directory = await other.app.state.dishka_container.get(LiveState)
         assert directory.penalty_of("m-1") == 1.0
         await collect(hub)
         for _ in range(50):
@@ -384,7 +384,7 @@ async def test_another_process_learns_the_penalty_within_seconds(
         assert directory.penalty_of("m-1") == pytest.approx(0.8)
         # …and a process that starts later loads it at start-up.
         async with started_hub(settings) as late:
-            late_directory = await late.app.state.dishka_container.get(MinerDirectory)
+            late_directory = await late.app.state.dishka_container.get(LiveState)
             assert late_directory.penalty_of("m-1") == pytest.approx(0.8)
 
 

@@ -8,7 +8,7 @@ from decimal import Decimal
 
 import pytest
 
-from poolhub.domain.directory import MinerDirectory
+from poolhub.adapters.live import LiveDirectory
 from poolhub.domain.errors import AuthenticationError, ConflictError
 from poolhub.domain.model import LeasePolicy, Miner, MinerSpec, MinerStatus
 from poolhub.domain.security import hash_api_key
@@ -47,9 +47,9 @@ def _miner(miner_id: str, clock: FixedClock) -> Miner:
     return Miner(spec=spec, status=MinerStatus(last_beat_at=clock.now()), registered_at=clock.now())
 
 
-def _world(*miner_ids: str) -> tuple[AuthenticateMiner, CountingLookup, MinerDirectory, FixedClock]:
+def _world(*miner_ids: str) -> tuple[AuthenticateMiner, CountingLookup, LiveDirectory, FixedClock]:
     clock = FixedClock()
-    directory = MinerDirectory(LeasePolicy(120, 60), TrustPolicy())
+    directory = LiveDirectory(LeasePolicy(120, 60), TrustPolicy(), clock)
     lookup = CountingLookup()
     lookup.keys[hash_api_key(SECRET, KEY)] = list(miner_ids)
     lookup.miners = {m: _miner(m, clock) for m in miner_ids}

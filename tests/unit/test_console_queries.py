@@ -6,7 +6,7 @@ from dataclasses import replace
 from datetime import timedelta
 from decimal import Decimal
 
-from poolhub.domain.directory import MinerDirectory
+from poolhub.adapters.live import LiveDirectory
 from poolhub.domain.model import LeasePolicy, Miner, MinerSpec, MinerStatus
 from poolhub.domain.ports import OpenViolationKey
 from poolhub.domain.trust import TrustPolicy
@@ -24,7 +24,7 @@ class OpenViolations:
         return self.keys
 
 
-def add(directory: MinerDirectory, clock: FixedClock, miner_id: str, **status: object) -> None:
+def add(directory: LiveDirectory, clock: FixedClock, miner_id: str, **status: object) -> None:
     region = status.pop("region", "eu")
     slots = status.pop("slots", 4)
     beat_ago = status.pop("beat_ago", timedelta(seconds=5))
@@ -45,9 +45,9 @@ def add(directory: MinerDirectory, clock: FixedClock, miner_id: str, **status: o
     directory.put(Miner(spec=spec, status=replace(beat, **status), registered_at=now), now)
 
 
-def pool() -> tuple[MinerDirectory, FixedClock]:
+def pool() -> tuple[LiveDirectory, FixedClock]:
     clock = FixedClock()
-    directory = MinerDirectory(LeasePolicy(120, 60), TrustPolicy())
+    directory = LiveDirectory(LeasePolicy(120, 60), TrustPolicy(), clock)
     add(directory, clock, "m-idle", queue_len=0)
     add(directory, clock, "m-half", queue_len=2, region="us")
     add(directory, clock, "m-busy", busy=True, region="us", slots=2)

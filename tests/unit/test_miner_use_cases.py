@@ -7,13 +7,12 @@ from decimal import Decimal
 
 import pytest
 
+from poolhub.adapters.live import LiveDirectory
 from poolhub.domain.billing import UnitPrices
-from poolhub.domain.directory import MinerDirectory
 from poolhub.domain.errors import AuthenticationError, MinerNotFoundError
-from poolhub.domain.match_log import MatchLog
 from poolhub.domain.model import LeasePolicy, MinerSpec
 from poolhub.domain.ports import MatchRecord
-from poolhub.domain.security import hash_token
+from poolhub.domain.security import hash_api_key, hash_token
 from poolhub.domain.trust import Outcome, TrustPolicy
 from poolhub.domain.use_cases.record_feedback import Feedback, RecordFeedback
 from poolhub.domain.use_cases.register_miner import (
@@ -24,6 +23,7 @@ from poolhub.domain.use_cases.register_miner import (
     SessionGrant,
 )
 from tests.fakes import (
+    FakeChangeLog,
     FakeFeedbackRepository,
     FakeMatchRecordRepository,
     FakeMinerRepository,
@@ -50,6 +50,9 @@ def spec(miner_id: str, price: str = "0.75", gpu_count: int = 1) -> MinerSpec:
     )
 
 
+SECRET = ServerSecret("secret")
+
+
 class World:
     def __init__(self) -> None:
         self.clock = FixedClock()
@@ -57,13 +60,13 @@ class World:
         self.sessions = FakeSessionRepository()
         self.presence = FakePresenceRepository()
         self.uow = FakeUnitOfWork()
-        self.directory = MinerDirectory(LeasePolicy(120, 60), TrustPolicy())
+        self.directory = LiveDirectory(LeasePolicy(120, 60), TrustPolicy(), self.clock)
+        self.changes = FakeChangeLog()
         self.feedback = FakeFeedbackRepository()
         self.ledger = FakeUsageLedger()
-        self.log = MatchLog()
         self.matches = FakeMatchRecordRepository()
 
-    def register(self) -> RegisterMiners:
+    def register(self, secret: ServerSecret = SECRET) -> RegisterMiners:
         return RegisterMiners(
             self.miners,
             self.sessions,
@@ -72,7 +75,8 @@ class World:
             self.directory,
             self.clock,
             SequentialTokens(),
-            ServerSecret("secret"),
+            secret,
+            self.changes,
             DirectoryLimits(),
         )
 
@@ -84,9 +88,9 @@ class World:
             self.ledger,
             self.uow,
             self.directory,
-            self.log,
             UnitPrices.parse("gpu_hours:0.50,compute_hours:0.30,api_calls:0.0001"),
             self.clock,
+            self.changes,
         )
 
 
@@ -122,6 +126,24 @@ async def test_reregistering_revokes_the_old_token_and_keeps_trust(world: World)
     assert miner.registered_at == world.clock.now() - timedelta(seconds=10)
 
 
+async def test_a_key_stored_under_the_previous_secret_is_stored_again_and_announced(world: World) -> None:
+    key = "api-key-0123456789"
+    await world.register(ServerSecret("old-secret")).execute([Registration(spec("m-1"), key)])
+    world.directory.remember_api_key(hash_api_key("new-secret", key), ())
+    rotated = world.register(ServerSecret("new-secret", previous="old-secret"))
+    [grant] = await rotated.execute([Registration(spec("m-1"), key)])
+    assert isinstance(grant, SessionGrant)
+    assert not grant.created
+    assert world.miners.key_hashes["m-1"] == hash_api_key("new-secret", key)
+    # Other processes forget what they cached for that key; so does this one.
+    assert ("api_key", "m-1") in world.changes.changes
+    assert world.directory.miners_for_api_key(hash_api_key("new-secret", key)) is None
+    # An unchanged key announces nothing beyond the registration.
+    world.changes.changes.clear()
+    await rotated.execute([Registration(spec("m-1"), key)])
+    assert world.changes.changes == [("registered", "m-1")]
+
+
 async def test_a_wrong_key_refuses_only_that_registration(world: World) -> None:
     use_case = world.register()
     await use_case.execute([Registration(spec("m-1"), "api-key-0123456789")])
@@ -149,7 +171,7 @@ async def test_only_refused_registrations_commit_nothing(world: World) -> None:
 
 async def test_a_completed_job_moves_trust_and_bills_compute_and_gpu_hours(world: World) -> None:
     await world.register().execute([Registration(spec("m-1", gpu_count=4), "api-key-0123456789")])
-    world.log.add(MatchRecord("job-1", "acme", world.clock.now(), {}, [], "", 1, 1))
+    world.directory.record_match(MatchRecord("job-1", "acme", world.clock.now(), {}, [], "", 1, 1))
     result = await world.record_feedback().execute(
         Feedback("job-1", "m-1", Outcome.COMPLETED, duration_ms=1_800_000)
     )

@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from poolhub.adapters.live import LiveDirectory
 from poolhub.domain.capacity import CapacitySnapshotValues
-from poolhub.domain.directory import MinerDirectory
 from poolhub.domain.errors import InvalidInputError
 from poolhub.domain.forecasting import METHOD_HOLT, METHOD_LAST_VALUE, METHOD_NONE, forecast_from_now
 from poolhub.domain.model import LeasePolicy
@@ -35,6 +35,7 @@ from poolhub.domain.sla import (
 from poolhub.domain.trust import TrustPolicy
 from poolhub.domain.use_cases.capacity_planning import CapacityPlanner, CapacityPolicy
 from poolhub.domain.use_cases.collect_sla import CollectSla, SlaPolicy, measure_miners
+from tests.fakes import FakeChangeLog
 
 NOW = datetime(2026, 3, 10, 12, 30, tzinfo=UTC)
 WINDOW_START = NOW - timedelta(hours=24)
@@ -200,20 +201,32 @@ class World:
     sla: FakeSlaRepository
     capacity: FakeCapacityRepository
     uow: FakeUnitOfWork
-    directory: MinerDirectory
+    directory: LiveDirectory
     clock: FixedClock
 
     def use_case(self) -> CollectSla:
         planner = CapacityPlanner(self.capacity, CapacityPolicy(forecast_hours=48, alert_threshold_pct=80.0))
         return CollectSla(
-            self.sla, self.capacity, planner, self.uow, self.directory, LEASE, self.clock, SlaPolicy()
+            self.sla,
+            self.capacity,
+            planner,
+            self.uow,
+            self.directory,
+            LEASE,
+            self.clock,
+            SlaPolicy(),
+            FakeChangeLog(),
         )
 
 
 def world(*facts: MinerSlaFacts) -> World:
     sla = FakeSlaRepository(facts=list(facts), intervals={f.miner_id: always_online() for f in facts})
     return World(
-        sla, FakeCapacityRepository(), FakeUnitOfWork(), MinerDirectory(LEASE, TrustPolicy()), FixedClock(NOW)
+        sla,
+        FakeCapacityRepository(),
+        FakeUnitOfWork(),
+        LiveDirectory(LEASE, TrustPolicy(), FixedClock(NOW)),
+        FixedClock(NOW),
     )
 
 

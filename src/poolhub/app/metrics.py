@@ -59,6 +59,20 @@ class Metrics:
             registry=self.registry,
             multiprocess_mode="livesum",
         )
+        self.writebehind_dropped = Counter(
+            "poolhub_writebehind_dropped",
+            "Queued writes given up: rows the database refused, or items past a full queue, by kind",
+            ["kind"],
+            registry=self.registry,
+        )
+        self.writebehind_depth = Gauge(
+            "poolhub_writebehind_depth",
+            "Items waiting in a write-behind queue, by kind",
+            ["kind"],
+            registry=self.registry,
+            # Each worker has its own queues: the server's depth is their sum.
+            multiprocess_mode="livesum",
+        )
         self.sla_violations_open = Gauge(
             "poolhub_sla_violations_open",
             "Open SLA violations by type",

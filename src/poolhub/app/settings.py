@@ -107,6 +107,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     sla_collection_interval_seconds: float = 300.0
     retention_days: int = 30
     capacity_history_days: int = 90
+    writebehind_queue_max: int = 100_000
     log_level: str = "INFO"
     env: Literal["production", "development"] = "production"
     secret_key_previous: str = ""
@@ -293,6 +294,12 @@ _VARS = (
         "capacity_history_days",
         _int(1, 36500),
         "a whole number of days from 1 to 36500",
+    ),
+    _Var(
+        "WRITEBEHIND_QUEUE_MAX",
+        "writebehind_queue_max",
+        _int(1),
+        "a whole number of queued items >= 1",
     ),
     _Var("LOG_LEVEL", "log_level", _log_level, "one of DEBUG, INFO, WARNING, ERROR"),
     _Var("POOLHUB_ENV", "env", _env, "production or development"),

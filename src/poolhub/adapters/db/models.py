@@ -198,6 +198,36 @@ class BillingStateRow(DefaultBase):
     changed_at: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True))
 
 
+class LiveChangeRow(DefaultBase):
+    """The cross-process change feed: one row per committed directory change, in commit order.
+
+    Written in the transaction of the change it announces, after taking a transaction-scoped lock, so
+    sequence order is commit order and a reader asking for "seq > last seen" can never skip a commit.
+    """
+
+    __tablename__ = "live_changes"
+
+    seq: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True
+    )
+    kind: Mapped[str] = mapped_column(String(32))
+    miner_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # The LiveDirectory instance that wrote it: a reader skips its own changes (already applied).
+    origin: Mapped[str] = mapped_column(String(36))
+    created_at: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True), index=True)
+
+
+class LiveProcessRow(DefaultBase):
+    """Each serving process's match-record watermark: every match it answered before
+    `matches_saved_at` is saved. Feedback for a job no process has saved yet waits on laggards only."""
+
+    __tablename__ = "live_processes"
+
+    origin: Mapped[str] = mapped_column(String(36), primary_key=True)
+    matches_saved_at: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True))
+    seen_at: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True))
+
+
 # Retention prunes by these columns in bounded batches (declared here, beside the tables they index).
 Index("ix_miner_sessions_expires_at", SessionRow.expires_at)
 Index("ix_miner_sessions_revoked_at", SessionRow.revoked_at)

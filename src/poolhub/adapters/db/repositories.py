@@ -10,9 +10,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, Select, Table, and_, bindparam, func, insert, or_, select, text, update
+from sqlalchemy import ColumnElement, Select, Table, bindparam, func, insert, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from poolhub.adapters.db.models import (
@@ -23,7 +22,6 @@ from poolhub.adapters.db.models import (
     PresenceIntervalRow,
     SessionRow,
 )
-from poolhub.domain.errors import ConflictError
 from poolhub.domain.model import LeasePolicy, Miner, MinerSpec, MinerStatus, Trust
 from poolhub.domain.ports import (
     FeedbackEntry,
@@ -104,6 +102,21 @@ def upsert_statement(
     return _upsert(session.get_bind().dialect.name, table, keys, updates)
 
 
+def to_status(status: MinerStatusRow) -> MinerStatus:
+    return MinerStatus(
+        last_beat_at=status.last_beat_at,
+        online_since=status.online_since,
+        logged_out_at=status.logged_out_at,
+        queue_len=status.queue_len,
+        busy=status.busy,
+        current_jobs=tuple(status.current_jobs),
+        avg_latency_ms=status.avg_latency_ms,
+        temp_c=status.temp_c,
+        mem_free_gb=status.mem_free_gb,
+        gpu_utilization_pct=status.gpu_utilization_pct,
+    )
+
+
 def _to_miner(row: MinerRow, status: MinerStatusRow) -> Miner:
     return Miner(
         spec=MinerSpec(
@@ -122,18 +135,7 @@ def _to_miner(row: MinerRow, status: MinerStatusRow) -> Miner:
             tags=tuple(row.tags),
             capabilities=tuple(row.capabilities),
         ),
-        status=MinerStatus(
-            last_beat_at=status.last_beat_at,
-            online_since=status.online_since,
-            logged_out_at=status.logged_out_at,
-            queue_len=status.queue_len,
-            busy=status.busy,
-            current_jobs=tuple(status.current_jobs),
-            avg_latency_ms=status.avg_latency_ms,
-            temp_c=status.temp_c,
-            mem_free_gb=status.mem_free_gb,
-            gpu_utilization_pct=status.gpu_utilization_pct,
-        ),
+        status=to_status(status),
         registered_at=row.registered_at,
         trust=Trust(row.trust_successes, row.trust_failures, row.trust_as_of),
     )
@@ -227,26 +229,47 @@ class SqlMinerRepository(MinerRepository):
         )
         return dict(result.tuples().all())
 
-    async def save_registrations(self, registrations: Sequence[tuple[Miner, str]]) -> None:
-        miners = [_registration_values(miner, key_hash) for miner, key_hash in registrations]
+    async def rehash_api_keys(self, rehashes: Sequence[tuple[str, str, str]]) -> None:
+        if not rehashes:
+            return
+        table = table_of(MinerRow)
+        statement = (
+            update(table)
+            .where(table.c.miner_id == bindparam("b_miner_id"), table.c.api_key_hash == bindparam("b_old"))
+            .values(api_key_hash=bindparam("b_new"))
+        )
+        await self._session.execute(
+            statement,
+            [{"b_miner_id": m, "b_old": old, "b_new": new} for m, old, new in sorted(rehashes)],
+        )
+
+    async def save_registrations(self, registrations: Sequence[tuple[Miner, str]]) -> set[str]:
+        ordered = sorted(registrations, key=lambda r: r[0].miner_id)
+        miners = [_registration_values(miner, key_hash) for miner, key_hash in ordered]
+        table = table_of(MinerRow)
+        insert_ = dialect_insert(self._session, table)
+        # An existing miner changes only for the holder of its key; two processes racing the first
+        # registration of one miner id with different keys get exactly one owner (the other: no row).
+        statement = insert_.on_conflict_do_update(
+            index_elements=["miner_id"],
+            set_={name: insert_.excluded[name] for name in _MINER_UPDATES},
+            where=table.c.api_key_hash == insert_.excluded.api_key_hash,
+        ).returning(table.c.miner_id)
+        saved = set((await self._session.execute(statement, miners)).scalars().all())
         statuses = [
             {
                 "miner_id": miner.miner_id,
                 **_status_values(miner.status, self._lease, miner.status.last_beat_at),
             }
-            for miner, _ in registrations
+            for miner, _ in ordered
+            if miner.miner_id in saved
         ]
-        try:
-            await self._session.execute(
-                upsert_statement(self._session, MinerRow.__table__, ("miner_id",), _MINER_UPDATES), miners
-            )
+        if statuses:
             await self._session.execute(
                 upsert_statement(self._session, MinerStatusRow.__table__, ("miner_id",), _STATUS_UPDATES),
                 statuses,
             )
-        except IntegrityError as exc:
-            names = ", ".join(miner.miner_id for miner, _ in registrations)
-            raise ConflictError(f"miner(s) {names} are being registered concurrently; retry") from exc
+        return saved
 
     async def save_price(self, miner_id: str, price: Decimal, now: datetime) -> None:
         await self._session.execute(
@@ -275,28 +298,48 @@ class SqlMinerRepository(MinerRepository):
         columns = _status_values(statuses[0][1], self._lease, now).keys()
         statement = (
             update(table)
-            .where(table.c.miner_id == bindparam("b_miner_id"), table.c.event_at <= bindparam("b_event_at"))
+            .where(
+                table.c.miner_id == bindparam("b_miner_id"),
+                # A logout always lands: it is final, whatever a batched beat wrote before it.
+                or_(
+                    table.c.event_at <= bindparam("b_event_at"),
+                    bindparam("b_logged_out_at", type_=table.c.logged_out_at.type).is_not(None),
+                ),
+            )
             .values({name: bindparam(f"b_{name}") for name in columns})
         )
+        await self._session.execute(statement, self._status_params(statuses, now))
+
+    async def save_beats(self, statuses: Sequence[tuple[str, MinerStatus]], now: datetime) -> None:
+        if not statuses:
+            return
+        table = table_of(MinerStatusRow)
+        columns = _status_values(statuses[0][1], self._lease, now).keys()
+        # A beat never brings back a logged-out miner: the logout wrote logged_out_at, and only a new
+        # registration clears it. On PostgreSQL the condition is re-checked on the row a concurrent
+        # logout just committed, so a beat another process took with the revoked token is refused.
+        statement = (
+            update(table)
+            .where(
+                table.c.miner_id == bindparam("b_miner_id"),
+                table.c.event_at <= bindparam("b_event_at"),
+                table.c.logged_out_at.is_(None),
+            )
+            .values({name: bindparam(f"b_{name}") for name in columns})
+        )
+        await self._session.execute(statement, self._status_params(statuses, now))
+
+    def _status_params(
+        self, statuses: Sequence[tuple[str, MinerStatus]], now: datetime
+    ) -> list[dict[str, Any]]:
         params = []
-        for miner_id, status in statuses:
+        for miner_id, status in sorted(statuses, key=lambda s: s[0]):
             values = _status_values(status, self._lease, now)
             params.append({"b_miner_id": miner_id, **{f"b_{k}": v for k, v in values.items()}})
-        await self._session.execute(statement, params)
+        return params
 
     async def all(self) -> list[Miner]:
         result = await self._session.execute(_miners_query())
-        return [_to_miner(row, status) for row, status in result.tuples()]
-
-    async def changed_since(self, since: datetime) -> list[Miner]:
-        result = await self._session.execute(
-            _miners_query().where(
-                or_(
-                    MinerRow.updated_at >= since,
-                    and_(MinerStatusRow.updated_at >= since, MinerStatusRow.written_by != PROCESS_ID),
-                )
-            )
-        )
         return [_to_miner(row, status) for row, status in result.tuples()]
 
 
@@ -325,7 +368,7 @@ class SqlSessionRepository(SessionRepository):
     async def revoke_all_of(self, miner_ids: Sequence[str], now: datetime) -> list[str]:
         result = await self._session.execute(
             update(SessionRow)
-            .where(SessionRow.miner_id.in_(miner_ids), SessionRow.revoked_at.is_(None))
+            .where(SessionRow.miner_id.in_(sorted(miner_ids)), SessionRow.revoked_at.is_(None))
             .values(revoked_at=now, updated_at=now)
             .returning(SessionRow.token_hash)
         )
@@ -351,14 +394,11 @@ class SqlSessionRepository(SessionRepository):
         )
         await self._session.execute(
             statement,
-            [{"b_miner_id": miner_id, "b_expires_at": expires_at} for miner_id, expires_at in expiries],
+            [
+                {"b_miner_id": m, "b_expires_at": expires_at}
+                for m, expires_at in sorted(expiries, key=lambda e: e[0])
+            ],
         )
-
-    async def revoked_since(self, since: datetime) -> list[str]:
-        result = await self._session.execute(
-            select(SessionRow.token_hash).where(SessionRow.revoked_at >= since)
-        )
-        return list(result.scalars())
 
 
 class SqlPresenceRepository(PresenceRepository):
@@ -373,7 +413,10 @@ class SqlPresenceRepository(PresenceRepository):
         )
         await self._session.execute(
             statement,
-            [{"miner_id": m, "started_at": start, "ended_at": end} for m, start, end in intervals],
+            [
+                {"miner_id": m, "started_at": start, "ended_at": end}
+                for m, start, end in sorted(intervals, key=lambda i: (i[0], i[1]))
+            ],
         )
 
 

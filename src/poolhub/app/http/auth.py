@@ -10,7 +10,7 @@ from litestar.connection import ASGIConnection
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
 from litestar.handlers.base import BaseRouteHandler
 
-from poolhub.domain.directory import MinerDirectory
+from poolhub.domain.ports import LiveState
 from poolhub.domain.security import hash_token, same_secret
 
 
@@ -34,7 +34,7 @@ class RoleSecrets:
     operator: str
 
 
-def check_role(token: str | None, role: Role, secrets: RoleSecrets, directory: MinerDirectory) -> None:
+def check_role(token: str | None, role: Role, secrets: RoleSecrets, directory: LiveState) -> None:
     """401 for a missing or unknown token, 403 for a valid token of another role."""
     if token is None:
         raise NotAuthorizedException(
@@ -61,7 +61,7 @@ def require(role: Role) -> object:
             container = state.dishka_container
             resolved = state["role_check"] = (
                 await container.get(RoleSecrets),
-                await container.get(MinerDirectory),
+                await container.get(LiveState),
             )
         check_role(_authorization(connection.scope), role, *resolved)
 

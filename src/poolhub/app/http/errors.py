@@ -11,6 +11,7 @@ from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR, HTTP_503_SERVI
 from litestar.types import ExceptionHandlersMap
 from sqlalchemy.exc import InterfaceError, OperationalError
 
+from poolhub.adapters.db.faults import is_outage, is_retryable
 from poolhub.domain.errors import (
     AuthenticationError,
     BillingRejectedError,
@@ -65,6 +66,8 @@ def unexpected_error_handler(request: Request[Any, Any, Any], exc: Exception) ->
             status_code=exc.status_code,
             headers=exc.headers,
         )
+    if is_outage(exc) or is_retryable(exc):  # a driver error at connect, or a race retried to its limit
+        return database_unavailable_handler(request, exc)
     # Logged once here, with the traceback; the client learns nothing about internals.
     _log.error("unhandled_exception", path=request.url.path, exc_info=exc)
     return Response(

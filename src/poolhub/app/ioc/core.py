@@ -17,6 +17,9 @@ from poolhub.adapters.db.repositories import (
 )
 from poolhub.adapters.db.scheduling import SqlTickLock
 from poolhub.adapters.db.uow import SqlUnitOfWork
+from poolhub.adapters.live import LiveDirectory, SqlChangeLog
+from poolhub.adapters.live.feed import NotifyListener, SqlChangeSource
+from poolhub.adapters.live.writebehind import SqlLiveStore
 from poolhub.adapters.system import SecretsTokenSource, SystemClock
 from poolhub.app.http.auth import RoleSecrets
 from poolhub.app.metrics import Metrics
@@ -24,10 +27,11 @@ from poolhub.app.runtime.background import DatabaseProbe
 from poolhub.app.runtime.loop_monitor import LoopMonitor
 from poolhub.app.runtime.registrations import RegistrationBatcher
 from poolhub.app.settings import Settings
-from poolhub.domain.directory import MinerDirectory
 from poolhub.domain.model import LeasePolicy
 from poolhub.domain.ports import (
+    ChangeLog,
     Clock,
+    LiveState,
     MinerRepository,
     PresenceRepository,
     SessionRepository,
@@ -63,8 +67,37 @@ class CoreProvider(Provider):
         return TrustPolicy(half_life_hours=settings.trust_half_life_hours)
 
     @provide(scope=Scope.APP)
-    def directory(self, lease: LeasePolicy, trust: TrustPolicy) -> MinerDirectory:
-        return MinerDirectory(lease, trust)
+    def directory(
+        self,
+        lease: LeasePolicy,
+        trust: TrustPolicy,
+        clock: Clock,
+        settings: Settings,
+        sessions: async_sessionmaker[AsyncSession],
+        read_sessions: ReadSessions,
+        metrics: Metrics,
+    ) -> LiveDirectory:
+        def dropped(kind: str, count: int) -> None:
+            metrics.writebehind_dropped.labels(kind=kind).inc(count)
+
+        return LiveDirectory(
+            lease,
+            trust,
+            clock,
+            store=SqlLiveStore(sessions, lease),
+            # The feed only reads: on SQLite its polls never take the write lock.
+            feed=SqlChangeSource(read_sessions, lease),
+            queue_max=settings.writebehind_queue_max,
+            on_drop=dropped,
+        )
+
+    @provide(scope=Scope.APP)
+    def live_state(self, directory: LiveDirectory) -> LiveState:
+        return directory
+
+    @provide(scope=Scope.APP)
+    def listener(self, settings: Settings, directory: LiveDirectory) -> NotifyListener:
+        return NotifyListener(settings.database_url, directory.origin)
 
     @provide(scope=Scope.APP)
     def secret(self, settings: Settings) -> ServerSecret:
@@ -123,6 +156,10 @@ class PersistenceProvider(Provider):
     async def read_session(self, factory: ReadSessions) -> AsyncIterator[ReadSession]:
         async with factory() as session:
             yield ReadSession(session)
+
+    @provide(scope=Scope.REQUEST)
+    def changes(self, session: AsyncSession, directory: LiveDirectory) -> ChangeLog:
+        return SqlChangeLog(session, directory.origin)
 
     @provide(scope=Scope.REQUEST)
     def miners(self, session: AsyncSession, lease: LeasePolicy) -> MinerRepository:

@@ -11,7 +11,6 @@ from poolhub.adapters.db.repositories import (
 )
 from poolhub.app.settings import Settings
 from poolhub.domain.billing import UnitPrices
-from poolhub.domain.match_log import MatchLog
 from poolhub.domain.matching import ExplorationPolicy
 from poolhub.domain.ports import (
     FeedbackRepository,
@@ -32,10 +31,6 @@ class MatchingProvider(Provider):
     @provide(scope=Scope.APP)
     def prices(self, settings: Settings) -> UnitPrices:
         return settings.billing_unit_prices
-
-    @provide(scope=Scope.APP)
-    def match_log(self) -> MatchLog:
-        return MatchLog()
 
     match_job = provide(MatchJob, scope=Scope.APP)
     feedback = provide(SqlFeedbackRepository, provides=FeedbackRepository, scope=Scope.REQUEST)

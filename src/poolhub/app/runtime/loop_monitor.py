@@ -12,15 +12,14 @@ import contextlib
 import time
 
 from poolhub.app.metrics import Metrics
-from poolhub.domain.directory import MinerDirectory
-from poolhub.domain.ports import Clock
+from poolhub.domain.ports import Clock, LiveState
 
 TICK_SEC = 0.05
 REPORT_SEC = 1.0
 
 
 class LoopMonitor:
-    def __init__(self, metrics: Metrics, directory: MinerDirectory, clock: Clock) -> None:
+    def __init__(self, metrics: Metrics, directory: LiveState, clock: Clock) -> None:
         self._metrics = metrics
         self._directory = directory
         self._clock = clock
@@ -56,4 +55,8 @@ class LoopMonitor:
         now = self._clock.now()
         self._metrics.miners_online.set(self._directory.online_count(now))
         self._metrics.miners_registered.set(len(self._directory))
-        self._metrics.pending_beats.set(self._directory.pending_count())
+        self._metrics.pending_beats.set(self._directory.pending_beats())
+        self._metrics.writebehind_depth.labels(kind="beat").set(self._directory.pending_beats())
+        self._metrics.writebehind_depth.labels(kind="match_record").set(
+            self._directory.pending_match_records()
+        )

@@ -9,6 +9,7 @@ from poolhub.domain.ports.billing import (
     RetryMark,
     UsageLedger,
 )
+from poolhub.domain.ports.live import ChangeKind, ChangeLog, LiveState
 from poolhub.domain.ports.matching import (
     FeedbackEntry,
     FeedbackRepository,
@@ -33,10 +34,13 @@ __all__ = [
     "BillingHealth",
     "BillingLedger",
     "CapacityRepository",
+    "ChangeKind",
+    "ChangeLog",
     "Clock",
     "FeedbackEntry",
     "FeedbackRepository",
     "FeedbackWindowStats",
+    "LiveState",
     "MatchRecord",
     "MatchRecordRepository",
     "MinerRepository",

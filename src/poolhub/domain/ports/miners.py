@@ -23,10 +23,13 @@ class MinerRepository(Protocol):
     async def api_key_hashes(self, miner_ids: Sequence[str]) -> dict[str, str]:
         """The stored API-key hash of each of these miners that is registered."""
 
-    async def save_registrations(self, registrations: Sequence[tuple[Miner, str]]) -> None:
-        """Insert or replace each miner's specification, status, trust and API-key hash, batched.
+    async def rehash_api_keys(self, rehashes: Sequence[tuple[str, str, str]]) -> None:
+        """For each (miner_id, stored hash, new hash): store the new hash where the stored one is still
+        there (a key hashed under the previous secret, stored again under the current one)."""
 
-        Raises ConflictError when another transaction registered one of them first."""
+    async def save_registrations(self, registrations: Sequence[tuple[Miner, str]]) -> set[str]:
+        """Insert each miner, or replace its specification, status and trust when the stored API-key
+        hash is the one given; batched. Returns the ids written: a miner another key owns is absent."""
 
     async def save_price(self, miner_id: str, price: Decimal, now: datetime) -> None: ...
 
@@ -36,9 +39,6 @@ class MinerRepository(Protocol):
         """Write many statuses in one batched statement; unknown miners are skipped."""
 
     async def all(self) -> list[Miner]: ...
-
-    async def changed_since(self, since: datetime) -> list[Miner]:
-        """Miners whose specification, trust or status was written at or after `since`."""
 
 
 class SessionRepository(Protocol):
@@ -55,8 +55,6 @@ class SessionRepository(Protocol):
 
     async def extend(self, expiries: Sequence[tuple[str, datetime]]) -> None:
         """Set the expiry of each miner's live tokens, in one batched statement."""
-
-    async def revoked_since(self, since: datetime) -> list[str]: ...
 
 
 class TokenLookup(Protocol):

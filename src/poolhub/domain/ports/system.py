@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Protocol
+from typing import Protocol, TypeVar
+
+_T = TypeVar("_T")
 
 
 class Clock(Protocol):
@@ -36,6 +39,11 @@ class UnitOfWork(Protocol):
     async def commit(self) -> None: ...
 
     async def rollback(self) -> None: ...
+
+    async def run(self, work: Callable[[], Awaitable[_T]]) -> _T:
+        """Run `work` (which commits) as one transaction; a transaction that lost a race with another
+        (deadlock, serialization failure) is rolled back and run again, a bounded number of times."""
+        ...
 
 
 class TickLock(Protocol):

@@ -4,47 +4,12 @@ the database only on a miss."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Final
 
-from poolhub.domain.directory import MinerDirectory
 from poolhub.domain.errors import AuthenticationError, ConflictError, ForbiddenError
 from poolhub.domain.model import Miner
-from poolhub.domain.ports import Clock, TokenLookup
+from poolhub.domain.ports import Clock, LiveState, TokenLookup
 from poolhub.domain.security import hash_api_key, hash_token, same_secret
 from poolhub.domain.use_cases.register_miner import ServerSecret
-
-# An unknown token is answered from memory for this long, so a flood of bad tokens costs no query each;
-# a token is unknown only before it is issued, and tokens are random, so a wrong "no" cannot happen.
-UNKNOWN_TOKEN_TTL: Final = timedelta(seconds=30)
-UNKNOWN_TOKEN_CAPACITY: Final = 100_000
-
-
-class UnknownTokens:
-    """Hashes of tokens the database did not know, each until its expiry; bounded (oldest first out)."""
-
-    def __init__(self, ttl: timedelta = UNKNOWN_TOKEN_TTL, capacity: int = UNKNOWN_TOKEN_CAPACITY) -> None:
-        self._ttl = ttl
-        self._capacity = capacity
-        self._until: dict[str, datetime] = {}
-
-    def __len__(self) -> int:
-        return len(self._until)
-
-    def contains(self, token_hash: str, now: datetime) -> bool:
-        until = self._until.get(token_hash)
-        if until is None:
-            return False
-        if until <= now:
-            del self._until[token_hash]
-            return False
-        return True
-
-    def add(self, token_hash: str, now: datetime) -> None:
-        self._until.pop(token_hash, None)
-        self._until[token_hash] = now + self._ttl
-        while len(self._until) > self._capacity:
-            del self._until[next(iter(self._until))]
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +23,7 @@ class OtherRoleSecrets:
 class AuthenticatedMiner:
     miner: Miner
     token_hash: str
+    by_api_key: bool = False
 
 
 class AuthenticateMiner:
@@ -74,7 +40,7 @@ class AuthenticateMiner:
 
     def __init__(
         self,
-        directory: MinerDirectory,
+        directory: LiveState,
         lookup: TokenLookup,
         clock: Clock,
         other_roles: OtherRoleSecrets,
@@ -85,7 +51,6 @@ class AuthenticateMiner:
         self._clock = clock
         self._other_roles = other_roles
         self._secret = secret
-        self.unknown = UnknownTokens()
 
     async def execute(self, token: str | None, *, allow_api_key: bool = False) -> AuthenticatedMiner:
         if not token:
@@ -98,7 +63,7 @@ class AuthenticateMiner:
             key_hash = hash_api_key(self._secret.value, token) if allow_api_key else None
             if key_hash is not None and (cached := self._directory.miners_for_api_key(key_hash)):
                 return await self._by_api_key(key_hash, cached)
-            if self.unknown.contains(token_hash, self._clock.now()):
+            if self._directory.is_unknown_token(token_hash, self._clock.now()):
                 raise AuthenticationError("invalid or revoked session token: register again")
             miner_id = await self._lookup.miner_of_live_token(token_hash)
             if miner_id is None:
@@ -112,7 +77,7 @@ class AuthenticateMiner:
                 # Neither a live session token nor (where allowed) a registered API key: remembered for a
                 # while, so repeating it costs no query. A miner that registers this key later beats with it
                 # once the entry expired, or at once with its session token.
-                self.unknown.add(token_hash, self._clock.now())
+                self._directory.remember_unknown_token(token_hash, self._clock.now())
                 raise AuthenticationError("invalid or revoked session token: register again")
             await self._load(miner_id)
             self._directory.remember_token(token_hash, miner_id)
@@ -133,10 +98,10 @@ class AuthenticateMiner:
         miner = self._directory.get(miner_ids[0])
         if miner is None:
             raise AuthenticationError("invalid api_key or session token: register again")
-        return AuthenticatedMiner(miner, key_hash)
+        return AuthenticatedMiner(miner, key_hash, by_api_key=True)
 
     async def _load(self, miner_id: str) -> None:
         if self._directory.get(miner_id) is None:
             stored = await self._lookup.miner(miner_id)
             if stored is not None:
-                self._directory.merge([stored], self._clock.now())
+                self._directory.adopt([stored], self._clock.now())

@@ -6,12 +6,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
-from poolhub.domain.directory import MinerDirectory
 from poolhub.domain.model import LeasePolicy
 from poolhub.domain.ports import (
     CapacityRepository,
+    ChangeKind,
+    ChangeLog,
     Clock,
     FeedbackWindowStats,
+    LiveState,
     MinerSlaFacts,
     SlaRepository,
     StoredSnapshot,
@@ -101,11 +103,13 @@ class CollectSla:
         capacity: CapacityRepository,
         planner: CapacityPlanner,
         uow: UnitOfWork,
-        directory: MinerDirectory,
+        directory: LiveState,
         lease: LeasePolicy,
         clock: Clock,
         policy: SlaPolicy,
+        changes: ChangeLog,
     ) -> None:
+        self._changes = changes
         self._sla = sla
         self._capacity = capacity
         self._planner = planner
@@ -117,9 +121,11 @@ class CollectSla:
 
     async def execute(self) -> CollectionReport:
         now = self._clock.now()
+        # Every beat this process acknowledged before the collection began is in what it reads.
+        await self._directory.flush()
         window_start = now - timedelta(hours=self._policy.window_hours)
         facts = await self._sla.miner_facts()
-        presence = await self._sla.presence(window_start, now)
+        presence = open_live_intervals(await self._sla.presence(window_start, now), self._online_since(now))
         feedback = await self._sla.feedback_stats(window_start, now)
         measurements = measure_miners(facts, presence, feedback, window_start, now, self._policy)
 
@@ -144,6 +150,7 @@ class CollectSla:
         # Read before the commit: a read after it would open a transaction that lingers until the
         # request ends (on SQLite holding the write lock).
         open_keys = await self._sla.open_violation_keys()
+        await self._changes.record(ChangeKind.PENALTIES, [None], now)
         await self._uow.commit()
 
         open_by_type = apply_open_violations(open_keys, self._directory)
@@ -155,3 +162,23 @@ class CollectSla:
             capacity=stored,
             open_by_type=open_by_type,
         )
+
+    def _online_since(self, now: datetime) -> dict[str, datetime]:
+        online: dict[str, datetime] = {}
+        for miner in self._directory.miners():
+            if self._directory.is_online(miner, now) and miner.status.online_since is not None:
+                online[miner.miner_id] = miner.status.online_since
+        return online
+
+
+def open_live_intervals(
+    presence: Mapping[str, Sequence[Interval]], online_since: Mapping[str, datetime]
+) -> dict[str, list[Interval]]:
+    """A miner online now has an open interval: its stored end (written every few seconds) lags, so
+    the interval it began at `online_since` counts up to the collection's `now`."""
+    opened: dict[str, list[Interval]] = {m: list(intervals) for m, intervals in presence.items()}
+    for miner_id, since in online_since.items():
+        intervals = opened.setdefault(miner_id, [])
+        kept = [i for i in intervals if i.start != since]
+        opened[miner_id] = [*kept, Interval(start=since, end=None)]
+    return opened

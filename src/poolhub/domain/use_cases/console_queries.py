@@ -10,11 +10,10 @@ from decimal import Decimal
 from enum import StrEnum
 
 from poolhub.domain.billing import LedgerStatus
-from poolhub.domain.directory import MinerDirectory
 from poolhub.domain.errors import MinerNotFoundError
 from poolhub.domain.matching import MatchQuery, MatchResult
 from poolhub.domain.model import Miner
-from poolhub.domain.ports import BillingLedger, Clock, SlaRepository
+from poolhub.domain.ports import BillingLedger, Clock, LiveState, SlaRepository
 from poolhub.domain.sla import sla_status
 from poolhub.domain.use_cases.list_miners import MinerView
 from poolhub.domain.use_cases.match_job import MatchPolicy
@@ -69,7 +68,7 @@ def _haystack(miner: Miner) -> str:
     return " ".join([*parts, *spec.capabilities]).lower()
 
 
-def _row(directory: MinerDirectory, miner: Miner, now: datetime, open_count: int) -> MinerRow:
+def _row(directory: LiveState, miner: Miner, now: datetime, open_count: int) -> MinerRow:
     view = MinerView(
         miner=miner,
         online=directory.is_online(miner, now),
@@ -83,7 +82,7 @@ def _row(directory: MinerDirectory, miner: Miner, now: datetime, open_count: int
 class SearchMiners:
     """Filter, sort and page the directory in memory; open violations come from one small query."""
 
-    def __init__(self, directory: MinerDirectory, sla: SlaRepository, clock: Clock) -> None:
+    def __init__(self, directory: LiveState, sla: SlaRepository, clock: Clock) -> None:
         self._directory = directory
         self._sla = sla
         self._clock = clock
@@ -124,7 +123,7 @@ class SearchMiners:
 class GetMiner:
     """One miner as the console shows it; raises MinerNotFoundError."""
 
-    def __init__(self, directory: MinerDirectory, sla: SlaRepository, clock: Clock) -> None:
+    def __init__(self, directory: LiveState, sla: SlaRepository, clock: Clock) -> None:
         self._directory = directory
         self._sla = sla
         self._clock = clock
@@ -142,7 +141,7 @@ class ExplainMiner:
     """Run the matcher for a sample job as POST /v1/match would, but record nothing: no match record,
     so no api_calls are billed and no SLA input changes."""
 
-    def __init__(self, directory: MinerDirectory, policy: MatchPolicy, clock: Clock) -> None:
+    def __init__(self, directory: LiveState, policy: MatchPolicy, clock: Clock) -> None:
         self._directory = directory
         self._policy = policy
         self._clock = clock
@@ -229,7 +228,7 @@ class PoolOverview:
 class OverviewPool:
     """The pool now: miners and slots from memory, open violations from one small query."""
 
-    def __init__(self, directory: MinerDirectory, sla: SlaRepository, clock: Clock) -> None:
+    def __init__(self, directory: LiveState, sla: SlaRepository, clock: Clock) -> None:
         self._directory = directory
         self._sla = sla
         self._clock = clock

@@ -5,9 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from poolhub.domain.directory import MinerDirectory
 from poolhub.domain.model import Miner
-from poolhub.domain.ports import Clock
+from poolhub.domain.ports import Clock, LiveState
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,7 +27,7 @@ class MinerPage:
 class ListMiners:
     """Miners ordered by id, optionally only online (or only offline) ones."""
 
-    def __init__(self, directory: MinerDirectory, clock: Clock) -> None:
+    def __init__(self, directory: LiveState, clock: Clock) -> None:
         self._directory = directory
         self._clock = clock
 

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from poolhub.domain.directory import MinerDirectory
-from poolhub.domain.match_log import MatchLog
 from poolhub.domain.matching import ExplorationPolicy, MatchQuery, MatchResult, Weights
-from poolhub.domain.ports import Clock, MatchRecord
+from poolhub.domain.ports import Clock, LiveState, MatchRecord
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,9 +17,8 @@ class MatchPolicy:
 class MatchJob:
     """Filter, score and rank the online miners; the answer is queued for the audit log (saved within 1 s)."""
 
-    def __init__(self, directory: MinerDirectory, log: MatchLog, policy: MatchPolicy, clock: Clock) -> None:
+    def __init__(self, directory: LiveState, policy: MatchPolicy, clock: Clock) -> None:
         self._directory = directory
-        self._log = log
         self._policy = policy
         self._clock = clock
 
@@ -30,7 +27,7 @@ class MatchJob:
         result = self._directory.index.match(
             query, now.timestamp(), self._policy.weights, self._policy.exploration
         )
-        self._log.add(
+        self._directory.record_match(
             MatchRecord(
                 job_id=query.job_id,
                 tenant_id=query.tenant_id,

@@ -6,10 +6,12 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
 
-from poolhub.domain.directory import MinerDirectory
 from poolhub.domain.model import Miner
 from poolhub.domain.ports import (
+    ChangeKind,
+    ChangeLog,
     Clock,
+    LiveState,
     MinerRepository,
     PresenceRepository,
     SessionRepository,
@@ -17,7 +19,7 @@ from poolhub.domain.ports import (
     UnitOfWork,
 )
 from poolhub.domain.security import hash_token
-from poolhub.domain.use_cases.authenticate_miner import AuthenticateMiner
+from poolhub.domain.use_cases.authenticate_miner import AuthenticatedMiner, AuthenticateMiner
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +56,7 @@ def _changes(**values: object) -> dict[str, object]:
 class ApplyBeat:
     """The in-memory half of a beat, shared by HTTP and WebSocket; process-wide, no database."""
 
-    def __init__(self, directory: MinerDirectory, clock: Clock) -> None:
+    def __init__(self, directory: LiveState, clock: Clock) -> None:
         self._directory = directory
         self._clock = clock
 
@@ -84,15 +86,28 @@ class ApplyBeat:
         return self._directory.lease.lease_expires_at(updated.status)
 
 
+async def return_after_logout(directory: LiveState, auth: AuthenticatedMiner, now: datetime) -> None:
+    """A beat with the API key brings a logged-out miner back: the key outlives the logout (its session
+    tokens do not). Saved and announced before the answer, since the write-behind never undoes a logout
+    (a beat taken with a revoked session token must stay refused)."""
+    if auth.by_api_key and auth.miner.status.logged_out_at is not None:
+        await directory.bring_back(auth.miner.miner_id, directory.lease.beat(auth.miner.status, now), now)
+
+
 class RecordHeartbeat:
     """Authenticate (session token or API key) and apply a beat in memory; flushed within a second."""
 
-    def __init__(self, authenticate: AuthenticateMiner, apply_beat: ApplyBeat) -> None:
+    def __init__(
+        self, authenticate: AuthenticateMiner, apply_beat: ApplyBeat, directory: LiveState, clock: Clock
+    ) -> None:
         self._authenticate = authenticate
         self._apply_beat = apply_beat
+        self._directory = directory
+        self._clock = clock
 
     async def execute(self, token: str | None, beat: Beat) -> datetime:
         auth = await self._authenticate.execute(token, allow_api_key=True)
+        await return_after_logout(self._directory, auth, self._clock.now())
         return self._apply_beat.apply(auth.miner.miner_id, beat)
 
 
@@ -102,25 +117,33 @@ class UpdateMinerStatus:
     def __init__(
         self,
         authenticate: AuthenticateMiner,
-        directory: MinerDirectory,
+        directory: LiveState,
         miners: MinerRepository,
         uow: UnitOfWork,
         clock: Clock,
+        changes: ChangeLog,
     ) -> None:
         self._authenticate = authenticate
         self._directory = directory
         self._miners = miners
         self._uow = uow
         self._clock = clock
+        self._changes = changes
 
     async def execute(self, token: str | None, update: StatusUpdate) -> datetime:
         auth = await self._authenticate.execute(token, allow_api_key=True)
         now = self._clock.now()
+        await return_after_logout(self._directory, auth, now)
         miner_id = auth.miner.miner_id
         price = update.price_token_per_ksec
         if price is not None and price != auth.miner.spec.price_token_per_ksec:
-            await self._miners.save_price(miner_id, price, now)
-            await self._uow.commit()
+
+            async def save() -> None:
+                await self._miners.save_price(miner_id, price, now)
+                await self._changes.record(ChangeKind.SPEC, [miner_id], now)
+                await self._uow.commit()
+
+            await self._uow.run(save)
             current = self._directory.get(miner_id) or auth.miner
             spec = replace(current.spec, price_token_per_ksec=price)
             self._directory.put(replace(current, spec=spec), now)
@@ -138,11 +161,12 @@ class RenewLease:
     def __init__(
         self,
         authenticate: AuthenticateMiner,
-        directory: MinerDirectory,
+        directory: LiveState,
         sessions: SessionRepository,
         uow: UnitOfWork,
         clock: Clock,
         tokens: TokenSource,
+        changes: ChangeLog,
     ) -> None:
         self._authenticate = authenticate
         self._directory = directory
@@ -150,18 +174,25 @@ class RenewLease:
         self._uow = uow
         self._clock = clock
         self._tokens = tokens
+        self._changes = changes
 
     async def execute(self, token: str | None) -> RenewedSession:
         auth = await self._authenticate.execute(token)
         miner_id = auth.miner.miner_id
         now = self._clock.now()
         lease = self._directory.lease
-        revoked = await self._sessions.revoke_all_of([miner_id], now)
         new_token = self._tokens.new_token()
         new_hash = hash_token(new_token)
         status = lease.beat(auth.miner.status, now)
-        await self._sessions.create_many([(new_hash, miner_id, now, lease.token_expires_at(status))])
-        await self._uow.commit()
+
+        async def save() -> list[str]:
+            revoked = await self._sessions.revoke_all_of([miner_id], now)
+            await self._sessions.create_many([(new_hash, miner_id, now, lease.token_expires_at(status))])
+            await self._changes.record(ChangeKind.REVOKED, [miner_id], now)
+            await self._uow.commit()
+            return revoked
+
+        revoked = await self._uow.run(save)
         self._directory.forget_tokens([*revoked, auth.token_hash])
         self._directory.remember_token(new_hash, miner_id)
         updated = self._directory.beat(miner_id, now)
@@ -174,12 +205,13 @@ class LogoutMiner:
     def __init__(
         self,
         authenticate: AuthenticateMiner,
-        directory: MinerDirectory,
+        directory: LiveState,
         miners: MinerRepository,
         sessions: SessionRepository,
         presence: PresenceRepository,
         uow: UnitOfWork,
         clock: Clock,
+        changes: ChangeLog,
     ) -> None:
         self._authenticate = authenticate
         self._directory = directory
@@ -188,18 +220,24 @@ class LogoutMiner:
         self._presence = presence
         self._uow = uow
         self._clock = clock
+        self._changes = changes
 
     async def execute(self, token: str | None) -> None:
         auth = await self._authenticate.execute(token)
         miner = auth.miner
         now = self._clock.now()
-        lease = self._directory.lease
-        status = lease.logout(miner.status, now)
-        revoked = await self._sessions.revoke_all_of([miner.miner_id], now)
-        await self._miners.save_statuses([(miner.miner_id, status)], now)
-        if status.online_since is not None:
-            await self._presence.record([(miner.miner_id, status.online_since, now)])
-        await self._uow.commit()
+        status = self._directory.lease.logout(miner.status, now)
+
+        async def save() -> list[str]:
+            # Status, then sessions, then presence: the order the beat flusher locks them in.
+            await self._miners.save_statuses([(miner.miner_id, status)], now)
+            revoked = await self._sessions.revoke_all_of([miner.miner_id], now)
+            if status.online_since is not None:
+                await self._presence.record([(miner.miner_id, status.online_since, now)])
+            await self._changes.record(ChangeKind.LOGOUT, [miner.miner_id], now)
+            await self._uow.commit()
+            return revoked
+
+        revoked = await self._uow.run(save)
         self._directory.forget_tokens([*revoked, auth.token_hash])
-        self._directory.drop_pending(miner.miner_id)
         self._directory.put(replace(miner, status=status), now)

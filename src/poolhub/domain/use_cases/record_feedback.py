@@ -5,13 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from poolhub.domain.billing import UnitPrices, usage_from_completed_job
-from poolhub.domain.directory import MinerDirectory
 from poolhub.domain.errors import MinerNotFoundError
-from poolhub.domain.match_log import MatchLog
 from poolhub.domain.ports import (
+    ChangeKind,
+    ChangeLog,
     Clock,
     FeedbackEntry,
     FeedbackRepository,
+    LiveState,
     MatchRecordRepository,
     MinerRepository,
     UnitOfWork,
@@ -55,10 +56,10 @@ class RecordFeedback:
         matches: MatchRecordRepository,
         ledger: UsageLedger,
         uow: UnitOfWork,
-        directory: MinerDirectory,
-        log: MatchLog,
+        directory: LiveState,
         prices: UnitPrices,
         clock: Clock,
+        changes: ChangeLog,
     ) -> None:
         self._feedback = feedback
         self._miners = miners
@@ -66,11 +67,16 @@ class RecordFeedback:
         self._ledger = ledger
         self._uow = uow
         self._directory = directory
-        self._log = log
         self._prices = prices
         self._clock = clock
+        self._changes = changes
 
     async def execute(self, fb: Feedback) -> FeedbackResult:
+        # Resolved before the transaction: waiting for another process's match record holds no lock.
+        match_tenant = await self._match_tenant(fb) if fb.outcome is Outcome.COMPLETED else None
+        return await self._uow.run(lambda: self._execute(fb, match_tenant))
+
+    async def _execute(self, fb: Feedback, match_tenant: str | None) -> FeedbackResult:
         now = self._clock.now()
         trust_policy = self._directory.trust
         miner = await self._miners.get_for_update(fb.miner_id)
@@ -99,7 +105,7 @@ class RecordFeedback:
                     job_id=fb.job_id,
                     miner_id=fb.miner_id,
                     tenant_id=fb.tenant_id,
-                    match_tenant_id=await self._match_tenant(fb),
+                    match_tenant_id=match_tenant,
                     duration_ms=fb.duration_ms,
                     latency_ms=fb.latency_ms,
                     gpu_count=miner.spec.gpu_count,
@@ -107,20 +113,24 @@ class RecordFeedback:
                     prices=self._prices,
                 )
             )
+        await self._changes.record(ChangeKind.TRUST, [fb.miner_id], now)
         await self._uow.commit()
 
         if self._directory.get(fb.miner_id) is None:
-            self._directory.merge([miner], now)
+            self._directory.adopt([miner], now)
         self._directory.set_trust(fb.miner_id, trust, now)
         if fb.latency_ms is not None:
             self._observe_latency(fb.miner_id, fb.latency_ms)
         return FeedbackResult(True, trust_policy.score(trust, now))
 
     async def _match_tenant(self, fb: Feedback) -> str | None:
+        """The tenant of the job's match request, whichever process answered it: this process
+        remembers its own; another process's may still be queued, so wait until they are saved."""
         if fb.tenant_id is not None:
             return None
-        if self._log.knows_job(fb.job_id):
-            return self._log.tenant_of_job(fb.job_id)
+        if self._directory.knows_job(fb.job_id):
+            return self._directory.tenant_of_job(fb.job_id)
+        await self._directory.await_saved_matches()
         return await self._matches.tenant_of_job(fb.job_id)
 
     def _observe_latency(self, miner_id: str, latency_ms: float) -> None:

@@ -5,12 +5,11 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 
-from poolhub.domain.directory import MinerDirectory
-from poolhub.domain.ports import OpenViolationKey, SlaRepository
+from poolhub.domain.ports import LiveState, OpenViolationKey, SlaRepository
 from poolhub.domain.sla import MetricType, penalties_by_miner
 
 
-def apply_open_violations(keys: Sequence[OpenViolationKey], directory: MinerDirectory) -> dict[str, int]:
+def apply_open_violations(keys: Sequence[OpenViolationKey], directory: LiveState) -> dict[str, int]:
     """Set every miner's `sla_penalty` from its open violations; returns the open count of each type."""
     directory.set_penalties(penalties_by_miner((key.miner_id, key.violation_type) for key in keys))
     counts = Counter(key.violation_type for key in keys)
@@ -24,7 +23,7 @@ class RefreshSlaPenalties:
     lowers the miner's score in every process and a resolved one stops doing so.
     """
 
-    def __init__(self, sla: SlaRepository, directory: MinerDirectory) -> None:
+    def __init__(self, sla: SlaRepository, directory: LiveState) -> None:
         self._sla = sla
         self._directory = directory
 

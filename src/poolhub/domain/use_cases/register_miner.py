@@ -6,11 +6,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from poolhub.domain.directory import MinerDirectory
 from poolhub.domain.errors import AuthenticationError, DomainError, LimitExceededError
 from poolhub.domain.model import Miner, MinerSpec, Trust
 from poolhub.domain.ports import (
+    ChangeKind,
+    ChangeLog,
     Clock,
+    LiveState,
     MinerRepository,
     PresenceRepository,
     SessionRepository,
@@ -74,10 +76,11 @@ class RegisterMiners:
         sessions: SessionRepository,
         presence: PresenceRepository,
         uow: UnitOfWork,
-        directory: MinerDirectory,
+        directory: LiveState,
         clock: Clock,
         tokens: TokenSource,
         secret: ServerSecret,
+        changes: ChangeLog,
         limits: DirectoryLimits,
     ) -> None:
         self._miners = miners
@@ -88,9 +91,13 @@ class RegisterMiners:
         self._clock = clock
         self._tokens = tokens
         self._secret = secret
+        self._changes = changes
         self._limits = limits
 
     async def execute(self, registrations: Sequence[Registration]) -> list[SessionGrant | DomainError]:
+        return await self._uow.run(lambda: self._execute(registrations))
+
+    async def _execute(self, registrations: Sequence[Registration]) -> list[SessionGrant | DomainError]:
         ids = [r.spec.miner_id for r in registrations]
         if len(set(ids)) != len(ids):
             raise ValueError("a batch must not register the same miner twice")
@@ -102,6 +109,9 @@ class RegisterMiners:
 
         outcomes: list[SessionGrant | DomainError] = []
         accepted: list[tuple[Miner, str, str]] = []  # (miner, API-key hash, token hash)
+        # Keys stored under the previous secret, to store under the current one (a new miner needs no
+        # announcement of its key: a miner new to a directory empties that directory's key cache).
+        rekeyed: list[tuple[str, str, str]] = []  # (miner id, stored hash, current hash)
         batch_tags: set[str] = set()
         batch_caps: set[str] = set()
         for registration in registrations:
@@ -146,6 +156,8 @@ class RegisterMiners:
                 registered_at=existing.registered_at if existing is not None else now,
                 trust=existing.trust if existing is not None else Trust(as_of=now),
             )
+            if stored_hash is not None and stored_hash != key_hash:
+                rekeyed.append((spec.miner_id, stored_hash, key_hash))
             token = self._tokens.new_token()
             batch_tags |= new_tags
             batch_caps |= new_caps
@@ -162,9 +174,23 @@ class RegisterMiners:
         if not accepted:
             return outcomes
 
-        reregistered = [m.miner_id for m, _, _ in accepted if m.miner_id in stored_hashes]
-        await self._miners.save_registrations([(miner, key_hash) for miner, key_hash, _ in accepted])
-        revoked = await self._sessions.revoke_all_of(reregistered, now) if reregistered else []
+        # Stored again under the current secret first, so the upsert's "same key hash" condition holds.
+        await self._miners.rehash_api_keys(rekeyed)
+        saved = await self._miners.save_registrations([(miner, key_hash) for miner, key_hash, _ in accepted])
+        # A miner another key registered meanwhile (on any process) was not written: refuse it alone.
+        for position, outcome in enumerate(outcomes):
+            miner_id = registrations[position].spec.miner_id
+            if isinstance(outcome, SessionGrant) and miner_id not in saved:
+                outcomes[position] = AuthenticationError(
+                    f"api_key does not match the one miner '{miner_id}' registered with"
+                )
+        accepted = [item for item in accepted if item[0].miner_id in saved]
+        if not accepted:
+            await self._uow.rollback()
+            return outcomes
+        # Every earlier token of these miners ends here (a first registration has none), so a miner
+        # registered concurrently under the same key still ends with exactly one live token.
+        revoked = await self._sessions.revoke_all_of(sorted(saved), now)
         await self._sessions.create_many(
             [
                 (token_hash, miner.miner_id, now, lease.token_expires_at(miner.status))
@@ -174,11 +200,15 @@ class RegisterMiners:
         await self._presence.record(
             [(m.miner_id, m.status.online_since or now, lease.presence_end(m.status)) for m, _, _ in accepted]
         )
+        await self._changes.record(ChangeKind.REGISTERED, [m.miner_id for m, _, _ in accepted], now)
+        key_changes = sorted({m for m, _, _ in rekeyed} & saved)
+        await self._changes.record(ChangeKind.API_KEY, key_changes, now)
         await self._uow.commit()
 
         self._directory.forget_tokens(revoked)
+        if key_changes:
+            self._directory.api_keys_changed()
         for miner, _, token_hash in accepted:
-            self._directory.drop_pending(miner.miner_id)
             self._directory.put(miner, now)
             self._directory.remember_token(token_hash, miner.miner_id)
         return outcomes

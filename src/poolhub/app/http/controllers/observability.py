@@ -13,8 +13,7 @@ from poolhub.app.http.schemas.miners import Health, Probe
 from poolhub.app.metrics import Metrics
 from poolhub.app.runtime.background import DatabaseProbe
 from poolhub.app.runtime.loop_monitor import LoopMonitor
-from poolhub.domain.directory import MinerDirectory
-from poolhub.domain.ports import Clock
+from poolhub.domain.ports import Clock, LiveState
 
 
 class ObservabilityController(Controller):
@@ -33,7 +32,7 @@ class ObservabilityController(Controller):
     @inject
     async def health(
         self,
-        directory: FromDishka[MinerDirectory],
+        directory: FromDishka[LiveState],
         probe: FromDishka[DatabaseProbe],
         clock: FromDishka[Clock],
     ) -> Response[Health]:
