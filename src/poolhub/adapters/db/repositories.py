@@ -15,8 +15,6 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from poolhub.adapters.db.models import (
-    FeedbackRow,
-    MatchRecordRow,
     MinerRow,
     MinerStatusRow,
     PresenceIntervalRow,
@@ -24,10 +22,6 @@ from poolhub.adapters.db.models import (
 )
 from poolhub.domain.model import LeasePolicy, Miner, MinerSpec, MinerStatus, Trust
 from poolhub.domain.ports import (
-    FeedbackEntry,
-    FeedbackRepository,
-    MatchRecord,
-    MatchRecordRepository,
     MinerRepository,
     PresenceRepository,
     SessionRepository,
@@ -418,65 +412,6 @@ class SqlPresenceRepository(PresenceRepository):
                 for m, start, end in sorted(intervals, key=lambda i: (i[0], i[1]))
             ],
         )
-
-
-class SqlFeedbackRepository(FeedbackRepository):
-    def __init__(self, session: AsyncSession) -> None:
-        self._session = session
-
-    async def add(self, entry: FeedbackEntry) -> bool:
-        statement = upsert_statement(
-            self._session, FeedbackRow.__table__, ("job_id", "miner_id", "outcome"), ()
-        )
-        result = await self._session.execute(
-            statement,
-            {
-                "job_id": entry.job_id,
-                "miner_id": entry.miner_id,
-                "outcome": entry.outcome,
-                "latency_ms": entry.latency_ms,
-                "duration_ms": entry.duration_ms,
-                "fail_code": entry.fail_code,
-                "tokens_spent": entry.tokens_spent,
-                "tenant_id": entry.tenant_id,
-                "created_at": entry.created_at,
-            },
-        )
-        return bool(result.rowcount)  # type: ignore[attr-defined]
-
-
-class SqlMatchRecordRepository(MatchRecordRepository):
-    def __init__(self, session: AsyncSession) -> None:
-        self._session = session
-
-    async def add_many(self, records: Sequence[MatchRecord]) -> None:
-        if not records:
-            return
-        await self._session.execute(
-            insert(MatchRecordRow),
-            [
-                {
-                    "job_id": r.job_id,
-                    "tenant_id": r.tenant_id,
-                    "requested_at": r.requested_at,
-                    "request": dict(r.request),
-                    "candidates": [dict(c) for c in r.candidates],
-                    "explain": r.explain[:2048],
-                    "considered": r.considered,
-                    "returned": r.returned,
-                }
-                for r in records
-            ],
-        )
-
-    async def tenant_of_job(self, job_id: str) -> str | None:
-        result = await self._session.execute(
-            select(MatchRecordRow.tenant_id)
-            .where(MatchRecordRow.job_id == job_id)
-            .order_by(MatchRecordRow.requested_at.desc())
-            .limit(1)
-        )
-        return result.scalar_one_or_none()
 
 
 class SqlTokenLookup(TokenLookup):

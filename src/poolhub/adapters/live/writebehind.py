@@ -12,9 +12,9 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from poolhub.adapters.db.faults import is_row_fault
+from poolhub.adapters.db.matching_repositories import SqlMatchRecordRepository
 from poolhub.adapters.db.models import LiveProcessRow
 from poolhub.adapters.db.repositories import (
-    SqlMatchRecordRepository,
     SqlMinerRepository,
     SqlPresenceRepository,
     SqlSessionRepository,

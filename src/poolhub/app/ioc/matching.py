@@ -5,10 +5,7 @@ from __future__ import annotations
 from dishka import Provider, Scope, provide
 
 from poolhub.adapters.db.billing_repositories import SqlUsageLedger
-from poolhub.adapters.db.repositories import (
-    SqlFeedbackRepository,
-    SqlMatchRecordRepository,
-)
+from poolhub.adapters.db.matching_repositories import SqlFeedbackRepository, SqlMatchRecordRepository
 from poolhub.app.settings import Settings
 from poolhub.domain.billing import UnitPrices
 from poolhub.domain.matching import ExplorationPolicy
