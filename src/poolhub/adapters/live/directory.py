@@ -9,6 +9,7 @@ change feed ("seq > last seen"), never by wall-clock stamps.
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
@@ -281,9 +282,13 @@ class LiveDirectory(LiveState):
         if self._store is None:
             return
         asked_at = self._clock.now()
-        for _ in range(int(MATCH_WAIT_SEC / MATCH_POLL_SEC)):
+        # A deadline, not a count of polls: under load each poll's query is slow too.
+        deadline = time.monotonic() + MATCH_WAIT_SEC
+        while True:
             alive_after = self._clock.now() - PROCESS_SILENT_AFTER
             if not await self._store.lagging_processes(self.origin, asked_at, alive_after):
+                return
+            if time.monotonic() + MATCH_POLL_SEC >= deadline:
                 return
             await asyncio.sleep(MATCH_POLL_SEC)
 
