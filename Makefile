@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml requirements.lock
 install: $(STAMP) ## create .venv and install the locked dependencies
 
 env: ## create .env from .env.example if there is none
-	@test -f .env || { cp .env.example .env; printf '\n# Added by make env: the example secrets are accepted in development only.\nPOOLHUB_ENV=development\n' >> .env; echo "make: created .env from .env.example with POOLHUB_ENV=development (example secrets; production refuses them)"; }
+	@test -f .env || { sed 's/^POOLHUB_ENV=production$$/POOLHUB_ENV=development/' .env.example > .env; echo "make: created .env from .env.example with POOLHUB_ENV=development (example secrets; production refuses them)"; }
 
 migrate: install env ## upgrade the database schema
 	$(BIN)/poolhub migrate

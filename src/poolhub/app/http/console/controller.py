@@ -39,10 +39,9 @@ from poolhub.app.http.console.schemas import (
     SlotCounts,
     ViolationCount,
 )
-from poolhub.app.http.controllers.match import _query as match_query
-from poolhub.app.http.controllers.match import _response as match_response
-from poolhub.app.http.controllers.miners import _read as miner_read
-from poolhub.app.http.controllers.sla import _violation as violation_read
+from poolhub.app.http.controllers.match import to_match_query, to_match_response
+from poolhub.app.http.controllers.miners import to_miner_read
+from poolhub.app.http.controllers.sla import to_violation_read
 from poolhub.app.http.schemas.common import Limit, Offset, page_response
 from poolhub.app.http.schemas.match import MatchRequest
 from poolhub.app.http.schemas.sla import SeverityName, SlaViolationRead, ViolationTypeName
@@ -122,7 +121,7 @@ def _by_status(currency: str, split: StatusAmounts) -> AmountsByStatus:
 
 def _miner(row: MinerRow) -> ConsoleMinerRead:
     return ConsoleMinerRead(
-        miner=miner_read(row.view), load=round(row.load, 4), open_violations=row.open_violations
+        miner=to_miner_read(row.view), load=round(row.load, 4), open_violations=row.open_violations
     )
 
 
@@ -245,8 +244,8 @@ class ConsoleApiController(Controller):
             top_k=1,
             explain_miner=data.miner_id,
         )
-        result = use_case.execute(match_query(request))
-        answer = match_response(result)
+        result = use_case.execute(to_match_query(request))
+        answer = to_match_response(result)
         assert answer.miner_explanation is not None  # explain_miner was set
         return ExplainRead(
             explain=answer.explain,
@@ -274,7 +273,7 @@ class ConsoleApiController(Controller):
             violation_type=violation_type,
             severity=severity,
         )
-        return page_response([violation_read(v) for v in page.items], page.total)
+        return page_response([to_violation_read(v) for v in page.items], page.total)
 
     @get("/billing", summary="Usage by tenant and resource type with amounts split by delivery state")
     @inject

@@ -30,7 +30,7 @@ def _tuple(items: list[str] | None) -> tuple[str, ...] | None:
     return tuple(items) if items is not None else None
 
 
-def _query(body: MatchRequest) -> MatchQuery:
+def to_match_query(body: MatchRequest) -> MatchQuery:
     req, hints = body.requirements, body.hints
     return MatchQuery(
         job_id=body.job_id,
@@ -53,7 +53,7 @@ def _query(body: MatchRequest) -> MatchQuery:
     )
 
 
-def _response(result: MatchResult) -> MatchResponse:
+def to_match_response(result: MatchResult) -> MatchResponse:
     explained = result.miner_explanation
     return MatchResponse(
         job_id=result.job_id,
@@ -105,8 +105,8 @@ class MatchController(Controller):
         self, data: JSONBody[MatchRequest], use_case: FromDishka[MatchJob], metrics: FromDishka[Metrics]
     ) -> MatchResponse:
         started = time.perf_counter()
-        result = use_case.execute(_query(data), msgspec.to_builtins(data))
-        response = _response(result)
+        result = use_case.execute(to_match_query(data), msgspec.to_builtins(data))
+        response = to_match_response(result)
         metrics.match_latency_ms.observe((time.perf_counter() - started) * 1000)
         metrics.match_requests.inc()
         for reason, count in result.rejections.items():

@@ -60,7 +60,7 @@ BeatAuthorization = Annotated[
 MINER_SECURITY: list[dict[str, list[str]]] = [{"BearerToken": []}]
 
 
-def _read(view: MinerView) -> MinerRead:
+def to_miner_read(view: MinerView) -> MinerRead:
     miner = view.miner
     spec, status = miner.spec, miner.status
     return MinerRead(
@@ -190,7 +190,7 @@ class MinerController(Controller):
         limit: Limit = 100,
     ) -> Response[list[MinerRead]]:
         page = use_case.execute(online=online, offset=offset, limit=limit)
-        return page_response([_read(v) for v in page.items], page.total)
+        return page_response([to_miner_read(v) for v in page.items], page.total)
 
 
 _beat_decoder = msgspec.json.Decoder(MinerHeartbeat)

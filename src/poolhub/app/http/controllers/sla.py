@@ -66,7 +66,7 @@ def _metric(metric: StoredMetric) -> SlaMetricRead:
     )
 
 
-def _violation(violation: StoredViolation) -> SlaViolationRead:
+def to_violation_read(violation: StoredViolation) -> SlaViolationRead:
     return SlaViolationRead(
         id=violation.id,
         miner_id=violation.miner_id,
@@ -218,7 +218,7 @@ class SlaController(Controller):
         page = await use_case.execute(
             miner_id=miner_id or None, resolved=resolved, offset=offset, limit=limit
         )
-        return page_response([_violation(v) for v in page.items], page.total)
+        return page_response([to_violation_read(v) for v in page.items], page.total)
 
     @post(
         "/metrics/collect",
