@@ -26,6 +26,7 @@ from poolhub.app.http.controllers.miners import MinerController, heartbeat_socke
 from poolhub.app.http.controllers.observability import ObservabilityController, ProbeController
 from poolhub.app.http.controllers.sla import SlaController
 from poolhub.app.http.errors import EXCEPTION_HANDLERS
+from poolhub.app.http.fast_match import MATCH_PATH, MatchFastPath
 from poolhub.app.http.middleware import access_log_middleware
 from poolhub.app.http.ratelimit import prune_expired, rate_limit_middleware
 from poolhub.app.http.strict import StrictRequest
@@ -59,14 +60,26 @@ def periodic_jobs(settings: Settings) -> list[PeriodicJob]:
 
 
 class PoolHub(Litestar):
-    """Litestar that answers HEAD wherever GET answers: routed as GET, sent without the body."""
+    """Litestar that answers HEAD wherever GET answers (routed as GET, sent without the body), and hands a
+    successful POST /v1/match to its fast path."""
+
+    fast_match: MatchFastPath | None = None
 
     async def __call__(
         self, scope: Scope | LifeSpanScope, receive: Receive | LifeSpanReceive, send: Send | LifeSpanSend
     ) -> None:
-        if scope["type"] == ScopeType.HTTP and scope.get("method") == "HEAD":
-            scope = cast("Scope", {**scope, "method": "GET"})
-            send = _without_body(cast("Send", send))
+        if scope["type"] == ScopeType.HTTP:
+            method = scope.get("method")
+            if method == "HEAD":
+                scope = cast("Scope", {**scope, "method": "GET"})
+                send = _without_body(cast("Send", send))
+            elif method == "POST" and scope.get("path") == MATCH_PATH and self.fast_match is not None:
+                rest = await self.fast_match.serve(
+                    cast("Scope", scope), cast("Receive", receive), cast("Send", send)
+                )
+                if rest is None:
+                    return
+                receive = rest
         await super().__call__(scope, receive, send)
 
 
@@ -141,6 +154,9 @@ def create_app(settings: Settings, container: AsyncContainer | None = None) -> L
         ),
     )
     openapi.install(app)
+    fast_match = MatchFastPath(container, settings, app.stores, MAX_BODY_BYTES)
+    if fast_match.enabled:
+        app.fast_match = fast_match
     app.state.background = background
     app.state.scheduler = scheduler
     setup_dishka(container, app)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
+import os
 import time
-import uuid
 
 import structlog
 from litestar.enums import ScopeType
@@ -14,13 +15,31 @@ _log = structlog.get_logger("poolhub.access")
 _QUIET_PATHS = frozenset({"/v1/health", "/v1/metrics"})
 
 
+class _RequestIds:
+    """32 hex digits: 64 random bits fixed per process, then a counter; unique without a syscall each."""
+
+    def __init__(self) -> None:
+        self.reset()
+        os.register_at_fork(after_in_child=self.reset)
+
+    def reset(self) -> None:
+        self._prefix = os.urandom(8).hex()
+        self._counter = itertools.count()
+
+    def next(self) -> str:
+        return f"{self._prefix}{next(self._counter):016x}"
+
+
+_request_ids = _RequestIds()
+
+
 def access_log_middleware(app: ASGIApp) -> ASGIApp:
     async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != ScopeType.HTTP:
             await app(scope, receive, send)
             return
         started = time.perf_counter()
-        request_id = _request_id(scope) or uuid.uuid4().hex
+        request_id = request_id_of(scope)
         status = 500
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=request_id)
@@ -37,21 +56,29 @@ def access_log_middleware(app: ASGIApp) -> ASGIApp:
         finally:
             path = scope.get("path", "")
             if path not in _QUIET_PATHS or status >= 400:
-                route = scope.get("path_template") or path
-                _log.info(
-                    "request",
-                    method=scope.get("method"),
-                    route=route,
-                    status=status,
-                    duration_ms=round((time.perf_counter() - started) * 1000, 3),
-                )
+                log_request(scope.get("method"), scope.get("path_template") or path, status, started)
 
     return middleware
 
 
-def _request_id(scope: Scope) -> str | None:
+def log_request(method: object, route: str, status: int, started: float, **extra: object) -> None:
+    """The access-log line of one answered request; `started` is its `time.perf_counter()` at arrival."""
+    _log.info(
+        "request",
+        method=method,
+        route=route,
+        status=status,
+        duration_ms=round((time.perf_counter() - started) * 1000, 3),
+        **extra,
+    )
+
+
+def request_id_of(scope: Scope) -> str:
+    """The caller's X-Request-Id when it is a plain token, else a new random one."""
     for name, value in scope.get("headers", []):
         if name == b"x-request-id":
             text = value.decode("latin-1")[:64]
-            return text if text.replace("-", "").isalnum() else None
-    return None
+            if text.replace("-", "").isalnum():
+                return text
+            break
+    return _request_ids.next()

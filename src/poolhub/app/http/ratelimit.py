@@ -121,8 +121,7 @@ class AuthFailureLimit(LimitWithRetryAfter):
             return
         store = self.config.get_store_from_app(scope["litestar_app"])
         assert self.config.identify is not None
-        # The stock key (the class name and the address), without building a Request on every call.
-        key = f"{type(self).__name__}::{self.config.identify.of_scope(scope)}"
+        key = auth_failure_key(self.config.identify, scope)
         cache_object = await self.retrieve_cached_history(key, store)
         if len(cache_object.history) >= self.max_requests:
             raise TooManyRequestsException(
@@ -142,6 +141,15 @@ class AuthFailureLimit(LimitWithRetryAfter):
             await send(message)
 
         await self.app(scope, receive, record_401)
+
+
+AUTH_FAILURES_STORE: Final = "rate_limit_auth_failures"
+
+
+def auth_failure_key(identify: ClientAddress, scope: Scope) -> str:
+    """Where an address's failed authentications are counted: the stock key (the middleware's class name
+    and the address), built without a Request."""
+    return f"{AuthFailureLimit.__name__}::{identify.of_scope(scope)}"
 
 
 def rate_limit_middleware(settings: Settings) -> list[DefineMiddleware]:

@@ -86,6 +86,15 @@ def to_match_response(result: MatchResult) -> MatchResponse:
     )
 
 
+def observe_match(metrics: Metrics, result: MatchResult, started: float) -> None:
+    """The match metrics of one answered request; `started` is its `time.perf_counter()` at arrival."""
+    metrics.match_latency_ms.observe((time.perf_counter() - started) * 1000)
+    metrics.match_requests.inc()
+    for reason, count in result.rejections.items():
+        if count:
+            metrics.rejections_by_reason[reason].inc(count)
+
+
 class MatchController(Controller):
     path = "/v1"
     tags = ["coordinator"]  # noqa: RUF012  (Litestar reads it as a class attribute)
@@ -107,11 +116,7 @@ class MatchController(Controller):
         started = time.perf_counter()
         result = use_case.execute(to_match_query(data), msgspec.to_builtins(data))
         response = to_match_response(result)
-        metrics.match_latency_ms.observe((time.perf_counter() - started) * 1000)
-        metrics.match_requests.inc()
-        for reason, count in result.rejections.items():
-            if count:
-                metrics.rejections_by_reason[reason].inc(count)
+        observe_match(metrics, result, started)
         return response
 
     @post(
