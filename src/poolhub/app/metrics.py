@@ -105,6 +105,12 @@ class Metrics:
             registry=self.registry,
             multiprocess_mode="liveall",
         )
+        self.gc_frozen_objects = Gauge(
+            "poolhub_gc_frozen_objects",
+            "Long-lived objects moved out of the garbage collector's reach (gc.freeze), per process",
+            registry=self.registry,
+            multiprocess_mode="liveall",
+        )
 
     def server_view(self) -> CollectorRegistry:
         """The registry to read for the whole server: this process's own, or every worker's merged."""

@@ -24,6 +24,7 @@ from poolhub.adapters.system import SecretsTokenSource, SystemClock
 from poolhub.app.http.auth import RoleSecrets
 from poolhub.app.metrics import Metrics
 from poolhub.app.runtime.background import DatabaseProbe
+from poolhub.app.runtime.heap import HeapFreezer
 from poolhub.app.runtime.loop_monitor import LoopMonitor
 from poolhub.app.runtime.registrations import RegistrationBatcher
 from poolhub.app.settings import Settings
@@ -114,6 +115,10 @@ class CoreProvider(Provider):
     @provide(scope=Scope.APP)
     def registrations(self, container: AsyncContainer) -> RegistrationBatcher:
         return RegistrationBatcher(container)
+
+    @provide(scope=Scope.APP)
+    def heap_freezer(self) -> HeapFreezer:
+        return HeapFreezer()
 
     @provide(scope=Scope.APP)
     def role_secrets(self, settings: Settings) -> RoleSecrets:

@@ -2,16 +2,19 @@
 
 The lag is measured the way a waiting request feels it: a task asks to wake every TICK_SEC and records how
 late it woke; the worst lateness of each second is the gauge. The directory gauges are set here too, so every
-worker of a multi-process server keeps its own values current, not only the one that answers a scrape.
+worker of a multi-process server keeps its own values current, not only the one that answers a scrape. Each
+tick also lets the heap freezer act on the event loop, between requests.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import time
 
 from poolhub.app.metrics import Metrics
+from poolhub.app.runtime.heap import HeapFreezer
 from poolhub.domain.ports import Clock, LiveState
 
 TICK_SEC = 0.05
@@ -19,13 +22,15 @@ REPORT_SEC = 1.0
 
 
 class LoopMonitor:
-    def __init__(self, metrics: Metrics, directory: LiveState, clock: Clock) -> None:
+    def __init__(self, metrics: Metrics, directory: LiveState, clock: Clock, heap: HeapFreezer) -> None:
         self._metrics = metrics
         self._directory = directory
         self._clock = clock
+        self._heap = heap
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
+        self._heap.install()
         self._task = asyncio.create_task(self._run(), name="poolhub-loop-monitor")
 
     async def stop(self) -> None:
@@ -33,6 +38,7 @@ class LoopMonitor:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        self._heap.uninstall()
         self._metrics.close()
 
     async def _run(self) -> None:
@@ -43,12 +49,14 @@ class LoopMonitor:
             await asyncio.sleep(TICK_SEC)
             woke = time.perf_counter()
             worst = max(worst, woke - due)
+            self._heap.check()
             if woke - reported >= REPORT_SEC:
                 self.sample(worst)
                 worst, reported = 0.0, woke
 
     def sample(self, lag_seconds: float) -> None:
         self._metrics.event_loop_lag.set(lag_seconds)
+        self._metrics.gc_frozen_objects.set(gc.get_freeze_count())
         self.refresh_directory_gauges()
 
     def refresh_directory_gauges(self) -> None:
