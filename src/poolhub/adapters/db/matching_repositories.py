@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
-from sqlalchemy import insert, select
+from sqlalchemy import Table, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from poolhub.adapters.db.models import (
@@ -53,7 +54,8 @@ class SqlMatchRecordRepository(MatchRecordRepository):
         if not records:
             return
         await self._session.execute(
-            insert(MatchRecordRow),
+            # The Core insert: the ORM's bulk path adds ~30 % CPU per row for nothing it needs here.
+            insert(cast(Table, MatchRecordRow.__table__)),
             [
                 {
                     "job_id": r.job_id,
