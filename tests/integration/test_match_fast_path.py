@@ -127,6 +127,10 @@ BIG = "x" * (1024 * 1024 + 10)
             },
         ),
         ("over 1 MiB", {"json": {**GOOD_BODY, "job_id": BIG}, "headers": bearer(COORDINATOR)}),
+        (
+            "a bad token first, the coordinator's second",
+            {"json": GOOD_BODY, "headers": [("Authorization", "Bearer nope"), *bearer(COORDINATOR).items()]},
+        ),
     ],
 )
 async def test_every_refusal_is_the_framework_routes_own(

@@ -70,12 +70,14 @@ class MatchFastPath:
     async def serve(self, scope: Scope, receive: Receive, send: Send) -> Receive | None:
         """Answer the request and return None, or return the `receive` the framework route must use."""
         started = time.perf_counter()
-        authorization = content_type = b""
-        for name, value in scope["headers"]:
+        authorization = content_type = None
+        for name, value in scope["headers"]:  # the first of each, as the framework route reads them
             if name == b"authorization":
-                authorization = value
+                authorization = value if authorization is None else authorization
             elif name == b"content-type":
-                content_type = value
+                content_type = value if content_type is None else content_type
+        if authorization is None or content_type is None:
+            return receive
         resolved = await self._resolve()
         token = bearer_token(authorization.decode("latin-1"))
         if token is None or not same_secret(token, resolved.secret):
