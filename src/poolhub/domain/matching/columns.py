@@ -60,6 +60,9 @@ class MinerColumns:
         # trust and load weighted for the last weights used; they rarely change, and this saves passes.
         self._static = np.zeros(capacity, dtype=np.float64)
         self._static_weights: tuple[float, float] | None = None
+        # Scratch space each match computes its scores in, rather than two fresh arrays of up to 100k floats.
+        self._score_scratch = np.empty(capacity, dtype=np.float64)
+        self._part_scratch = np.empty(capacity, dtype=np.float64)
 
     def __len__(self) -> int:
         return len(self._rows)
@@ -96,6 +99,8 @@ class MinerColumns:
         self._penalty = resized(self._penalty, capacity, 1.0)
         self._samples = resized(self._samples, capacity, 0.0)
         self._static = resized(self._static, capacity, 0.0)
+        self._score_scratch = np.empty(capacity, dtype=np.float64)
+        self._part_scratch = np.empty(capacity, dtype=np.float64)
         self._eta_ranks.grow(capacity)
 
     def _set_slots(self, row: int, miner: IndexedMiner) -> None:
