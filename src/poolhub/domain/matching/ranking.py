@@ -240,7 +240,7 @@ class RankedColumns(MinerColumns):
                 lower, -weights.latency / n_known, dtype=np.float64, out=self._part_scratch[: len(lower)]
             )
             part += weights.latency * 0.5
-            part *= known
+            part *= pick(self._eta_known)
             score += part
         score += constant
         if self._penalised:
