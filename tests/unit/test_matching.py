@@ -6,6 +6,7 @@ from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
+import numpy as np
 import pytest
 
 from poolhub.domain.matching import (
@@ -21,6 +22,7 @@ from poolhub.domain.matching import (
     Weights,
     failed_constraints,
 )
+from poolhub.domain.matching.arrays import round6
 
 NOW = 1_000.0
 NO_EXPLORATION = ExplorationPolicy(share=0.0)
@@ -447,6 +449,17 @@ def test_a_tie_cut_at_top_k_keeps_the_cheaper_then_lower_ids() -> None:
     assert ids(match(index, query(top_k=4), no_price_weight)) == ["best", "m-2", "m-3", "m-0"]
 
 
+def test_a_tie_cut_among_many_contenders_keeps_the_cheaper_then_lower_ids() -> None:
+    no_price_weight = Weights(0.45, 0.0, 0.2, 0.2, 0.15)
+    cheap = [miner(f"c-{i:02d}", price=Decimal("0.4")) for i in reversed(range(40))]
+    dear = [miner(f"a-{i:02d}", price=Decimal("0.6")) for i in reversed(range(40))]
+    index = index_of(miner("best", trust=0.9), *dear, *cheap)
+    top = ids(match(index, query(top_k=10), no_price_weight))
+    assert top == ["best"] + [f"c-{i:02d}" for i in range(9)]
+    top = ids(match(index, query(top_k=45), no_price_weight))
+    assert top == ["best"] + [f"c-{i:02d}" for i in range(40)] + [f"a-{i:02d}" for i in range(4)]
+
+
 # ---- explain strings ---------------------------------------------------------------------------------------
 
 
@@ -734,3 +747,14 @@ def test_upsert_rejects_values_that_would_poison_the_scores(changes: dict[str, A
 def test_a_query_needs_at_least_one_slot() -> None:
     with pytest.raises(ValueError, match="top_k"):
         query(top_k=0)
+
+
+def test_scores_round_to_six_decimals_exactly_as_numpy_rounds() -> None:
+    rng = np.random.default_rng(3)
+    # Random scores, the half-way points between six-decimal neighbours and the ulps around them.
+    halves = (np.arange(0, 1_000_001, 997) + 0.5) / 1e6
+    values = np.concatenate(
+        (rng.random(100_000), halves, np.nextafter(halves, 0.0), np.nextafter(halves, 1.0), [0.0, 1.0])
+    )
+    assert np.array_equal(round6(values), np.round(values, 6))
+    assert np.array_equal(np.signbit(round6(values)), np.signbit(np.round(values, 6)))

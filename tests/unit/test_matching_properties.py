@@ -457,3 +457,34 @@ def test_large_fleets_agree_with_the_reference_through_churn(seed: int, coarse: 
     for m in large_fleet(rng, 150, coarse=coarse):
         index.upsert(replace(m, miner_id="new-" + m.miner_id))
     check_large(index, rng)
+
+
+def test_capabilities_held_by_thousands_stay_exact_as_miners_gain_and_lose_them() -> None:
+    # Enough holders of one capability to cross the bound where the index keeps it as a column of flags,
+    # then shed and regain holders across it, checking the counts and cap terms each time.
+    rng = np.random.default_rng(4)
+    fleet = [
+        replace(m, capabilities=("x", "y") if i % 3 else ("x",))
+        for i, m in enumerate(large_fleet(rng, 3000, coarse=True))
+    ]
+    index = MinerIndex()
+    for m in fleet:
+        index.upsert(m)
+    queries = [
+        MatchQuery("one", None, Requirements(capabilities_any=("y",)), Hints(), top_k=5),
+        MatchQuery("two", None, Requirements(capabilities_any=("x", "y", "w")), Hints(region="eu"), top_k=9),
+    ]
+
+    def check() -> None:
+        current = [m for m in (index.get(i) for i in index.miner_ids()) if m is not None]
+        for query in queries:
+            ref = reference(current, query, DEFAULT_WEIGHTS)
+            result = index.match(query, NOW, DEFAULT_WEIGHTS, NO_EXPLORATION)
+            assert result.rejections == ref.rejections, query.job_id
+            assert [c.miner_id for c in result.candidates] == ref.ranked[: query.top_k], query.job_id
+
+    check()
+    for keep in (2600, 700, 300, 2900):
+        for i, m in enumerate(fleet):
+            index.upsert(replace(m, capabilities=("x", "y") if i < keep else ("x",)))
+        check()

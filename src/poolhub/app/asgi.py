@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 from litestar import Litestar
 
 from poolhub.app.logging import configure_logging
@@ -12,4 +14,19 @@ from poolhub.app.settings import load_settings
 def create_app_from_env() -> Litestar:
     settings = load_settings()
     configure_logging(settings.log_level)
-    return create_app(settings)
+    app = create_app(settings)
+    # Startup hooks run after the lifespans, so after the miner directory has been loaded.
+    app.on_startup.append(_freeze_start_up_heap)
+    return app
+
+
+def _freeze_start_up_heap() -> None:
+    """Keep what start-up loaded, the miner directory above all, out of every later full collection.
+
+    A full collection walks every tracked object: 250-300 ms with 100,000 miners loaded, a stall for every
+    request in flight whenever one happens. What start-up loaded lives as long as the process, so there is no
+    garbage in it to find. Only served processes do this: test processes build and drop many apps, and frozen
+    garbage is never freed.
+    """
+    gc.collect()
+    gc.freeze()

@@ -326,6 +326,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
     matcher = kinds.add_parser("matcher", help="the in-process matcher alone at several pool sizes")
     matcher.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
+    matcher.add_argument("--shapes", nargs="+", choices=("mixed", "http"), default=["mixed", "http"])
     matcher.add_argument("--iterations", type=int, default=500)
     matcher.add_argument("--seed", type=int, default=1)
     matcher.set_defaults(handler=bench_matcher)

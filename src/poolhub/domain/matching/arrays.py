@@ -20,3 +20,13 @@ def resized(array: npt.NDArray[_Scalar], capacity: int, fill: object) -> npt.NDA
     grown: npt.NDArray[_Scalar] = np.full(capacity, fill, dtype=array.dtype)
     grown[: len(array)] = array
     return grown
+
+
+def round6(values: FloatArray) -> FloatArray:
+    """np.round(values, 6), bit for bit: numpy rounds by multiplying by 1e6, rint and dividing back; calling
+    those three ufuncs directly skips ~3 µs of wrappers, which is most of the cost for the few scores rounded
+    per match."""
+    out = np.multiply(values, 1e6)
+    np.rint(out, out=out)
+    np.true_divide(out, 1e6, out=out)
+    return out

@@ -9,7 +9,7 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
-from poolhub.domain.matching.arrays import NARROW_MIN, BoolArray, FloatArray, HitArray, IntArray
+from poolhub.domain.matching.arrays import NARROW_MIN, BoolArray, FloatArray, HitArray, IntArray, round6
 from poolhub.domain.matching.columns import MinerColumns
 from poolhub.domain.matching.explain import failures, rejection_explain, terms_explain
 from poolhub.domain.matching.values import (
@@ -29,10 +29,10 @@ from poolhub.domain.matching.values import (
 # score is therefore within this of it.
 _SCORE_SLACK: Final = 2e-6
 _SAMPLE_SIZE: Final = 512
+# Up to this many contenders, one Python sort of them all beats the dozen numpy calls of a partial pick.
+_SORT_ALL: Final = 48
 # Tie groups up to this size are ordered by a Python sort of their ids; larger ones use cached id ranks.
 _SMALL_TIE_GROUP: Final = 512
-# Added to or taken from the price of ineligible rows so a plain min or max skips them.
-_FAR: Final = 1e300
 # The exploration share is a float, so top_k * share can land a hair under a whole number.
 _FLOOR_EPSILON: Final = 1e-9
 
@@ -78,10 +78,10 @@ class _Scored:
     def pick(self, column: FloatArray) -> FloatArray:
         return column[: len(self.eligible)] if self.rows is None else column.take(self.rows)
 
-    def cap(self, positions: IntArray) -> FloatArray:
+    def cap(self, position: int) -> float:
         if self.cap_hits is None:
-            return np.ones(len(positions), dtype=np.float64)
-        return np.multiply(self.cap_hits[positions], 1.0 / self.n_caps, dtype=np.float64)
+            return 1.0
+        return float(self.cap_hits[position]) * (1.0 / self.n_caps)
 
     def price_term(self, price: float) -> float:
         if self.max_price is not None:
@@ -207,21 +207,19 @@ class RankedColumns(MinerColumns):
         max_price = None if hints.max_price is None else float(hints.max_price)
         cheapest = dearest = 0.0
         if max_price is None:
-            if rows is not None:
-                cheapest, dearest = float(price.min()), float(price.max())
-            else:
-                # Masked reductions are ~10x slower than plain ones; pushing ineligible prices out of range
-                # arithmetically keeps them out of a plain min and max.
-                far = ~eligible * _FAR
-                cheapest, dearest = float((price + far).min()), float((price - far).max())
+            # Masked reductions, and passes that branch on a scattered mask, are ~10x slower than gathering
+            # the eligible prices and reducing those.
+            own = price if rows is not None else price.take(np.flatnonzero(eligible))
+            cheapest, dearest = float(own.min()), float(own.max())
+        score = self._score_scratch[: len(price)]
         if max_price is not None and max_price > 0:
-            score = price * (-weights.price / max_price)
+            np.multiply(price, -weights.price / max_price, out=score)
             constant += weights.price
         elif max_price is None and dearest > cheapest:
-            score = price * (-weights.price / (dearest - cheapest))
+            np.multiply(price, -weights.price / (dearest - cheapest), out=score)
             constant += weights.price * dearest / (dearest - cheapest)
         else:
-            score = np.zeros(len(price), dtype=np.float64)
+            score.fill(0.0)
             constant += weights.price
         score += pick(self._static_for(weights))
         cap_hits = None
@@ -238,9 +236,11 @@ class RankedColumns(MinerColumns):
         if n_known:
             lower = self._eta_ranks.lower_counts(self._eta, self._live, eligible, rows, eta)
             # latency = 1 - lower/n_known where the eta is known, 0.5 (folded into the constant) where not.
-            part = np.multiply(lower, -weights.latency / n_known, dtype=np.float64)
+            part = np.multiply(
+                lower, -weights.latency / n_known, dtype=np.float64, out=self._part_scratch[: len(lower)]
+            )
             part += weights.latency * 0.5
-            part *= known
+            part *= pick(self._eta_known)
             score += part
         score += constant
         if self._penalised:
@@ -301,16 +301,16 @@ class RankedColumns(MinerColumns):
                 positions, score = (keep if positions is None else positions[keep]), score[keep]
         if positions is None:
             positions = np.arange(len(score))
-        rounded = np.round(score, 6)
+        rounded = round6(score)
         price = scored.price[positions]
-        if len(positions) > k:
+        if len(positions) > max(k, _SORT_ALL):
             picked = self._pick_k(scored, positions, rounded, price, k)
             positions, rounded, price = positions[picked], rounded[picked], price[picked]
         ids, rows = self._ids, scored.rows_of(positions).tolist()
         keys = zip(
             (-rounded).tolist(), price.tolist(), (ids[row] for row in rows), positions.tolist(), strict=False
         )
-        return [key[3] for key in sorted(keys)]
+        return [key[3] for key in sorted(keys)[:k]]
 
     def _pick_k(
         self, scored: _Scored, positions: IntArray, rounded: FloatArray, price: FloatArray, k: int
@@ -373,33 +373,34 @@ class RankedColumns(MinerColumns):
         exploring = dict(merged)
         return [(pos, exploring[pos]) for pos in final]
 
-    def _terms(self, scored: _Scored, positions: IntArray) -> list[tuple[ScoreTerms, float]]:
+    def _terms(self, scored: _Scored, positions: list[int]) -> list[tuple[ScoreTerms, float]]:
         """Restate the terms and the penalty of a few positions from the columns the score was built from."""
-        rows = scored.rows_of(positions)
-        columns = zip(
-            scored.cap(positions).tolist(),
-            scored.price[positions].tolist(),
-            positions.tolist(),
-            self._trust[rows].tolist(),
-            self._load[rows].tolist(),
-            self._penalty[rows].tolist(),
-            strict=True,
-        )
-        return [
-            (ScoreTerms(cap, scored.price_term(price), scored.latency(pos), trust, load), penalty)
-            for cap, price, pos, trust, load, penalty in columns
-        ]
+        # A handful of scalar reads cost less than a gather and a list per column.
+        trust, load, penalty, price = self._trust, self._load, self._penalty, scored.price
+        out = []
+        for pos in positions:
+            row = pos if scored.rows is None else int(scored.rows[pos])
+            terms = ScoreTerms(
+                scored.cap(pos),
+                scored.price_term(float(price[pos])),
+                scored.latency(pos),
+                float(trust[row]),
+                float(load[row]),
+            )
+            out.append((terms, float(penalty[row])))
+        return out
 
     def _candidates(
         self, scored: _Scored | None, chosen: list[tuple[int, bool]], capabilities: tuple[str, ...]
     ) -> tuple[Candidate, ...]:
         if scored is None or not chosen:
             return ()
-        positions = np.array([pos for pos, _ in chosen], dtype=np.intp)
+        listed = [pos for pos, _ in chosen]
+        positions = np.array(listed, dtype=np.intp)
         columns = zip(
             scored.rows_of(positions).tolist(),
-            np.round(scored.score[positions], 6).tolist(),
-            self._terms(scored, positions),
+            round6(scored.score[positions]).tolist(),
+            self._terms(scored, listed),
             (exploring for _, exploring in chosen),
             strict=True,
         )
@@ -446,7 +447,7 @@ class RankedColumns(MinerColumns):
             return MinerExplanation(miner_id, True, False, failed, None, None, False, text)
         assert scored is not None, "an eligible miner means something was scored"
         pos = scored.position_of(row)
-        rounded = np.round(scored.score, 6)
+        rounded = round6(scored.score)
         price = scored.price
         mine, my_price = rounded[pos], price[pos]
         same = rounded == mine
@@ -466,7 +467,7 @@ class RankedColumns(MinerColumns):
             status = "not returned: its slot went to exploration"
         else:
             status = f"not returned (top_k={query.top_k})"
-        [(terms, penalty)] = self._terms(scored, np.array([pos], dtype=np.intp))
+        [(terms, penalty)] = self._terms(scored, [pos])
         breakdown = terms_explain(terms, penalty, exploration=exploring.get(pos, False))
         text = (
             f"{miner_id} is eligible: ranked {rank} of {scored.count} with score {float(mine):.6f}, "

@@ -7,10 +7,14 @@ from typing import Final
 
 import numpy as np
 
-from poolhub.domain.matching.arrays import BoolArray, HitArray, IntArray
+from poolhub.domain.matching.arrays import BoolArray, HitArray, IntArray, resized
 
 # Token sets whose filter results are kept, per kind (tags, capabilities).
 _TOKEN_CACHE_SIZE: Final = 32
+# A token held by this many rows also keeps a column of flags, set in place as rows gain or lose it: turning
+# its row set into an array after every change would cost a match ~1 ms per 50k rows. Below half of it, the
+# column goes again, so a token hovering at the bound does not flip at each change.
+_COLUMN_MIN: Final = 1024
 _NO_TOKENS: Final[frozenset[str]] = frozenset()
 
 
@@ -27,6 +31,7 @@ class TokenRows:
         # A token carried by one row (most tags) maps to that row, by several to a set: no set per token.
         self._rows_of: dict[str, int | set[int]] = {}
         self._arrays: dict[str, IntArray] = {}
+        self._columns: dict[str, BoolArray] = {}
         self._tokens_of: dict[int, frozenset[str]] = {}
         self._version = 0
         self._cache: dict[frozenset[str], tuple[int, int, BoolArray, HitArray]] = {}
@@ -46,7 +51,7 @@ class TokenRows:
         old = self._tokens_of.get(row, _NO_TOKENS)
         if new == old:
             return
-        rows_of, arrays = self._rows_of, self._arrays
+        rows_of, arrays, columns = self._rows_of, self._arrays, self._columns
         for token in old - new:
             rows = rows_of[token]
             arrays.pop(token, None)
@@ -56,6 +61,11 @@ class TokenRows:
                 rows.discard(row)
                 if len(rows) == 1:
                     rows_of[token] = next(iter(rows))
+                column = columns.get(token)
+                if column is not None:
+                    column[row] = False
+                    if len(rows) < _COLUMN_MIN // 2:
+                        del columns[token]
         for token in new - old:
             rows = rows_of.setdefault(token, row)
             if rows != row:
@@ -63,12 +73,25 @@ class TokenRows:
                     rows_of[token] = {rows, row}
                 else:
                     rows.add(row)
+                    self._set_flag(token, rows, row)
                 arrays.pop(token, None)
         if new:
             self._tokens_of[row] = new
         else:
             self._tokens_of.pop(row, None)
         self._version += 1
+
+    def _set_flag(self, token: str, rows: set[int], row: int) -> None:
+        column = self._columns.get(token)
+        if column is None:
+            if len(rows) >= _COLUMN_MIN:
+                column = np.zeros(max(rows) + 1, dtype=np.bool_)
+                column[np.fromiter(rows, dtype=np.intp, count=len(rows))] = True
+                self._columns[token] = column
+            return
+        if row >= len(column):
+            column = self._columns[token] = resized(column, max(row + 1, 2 * len(column)), False)
+        column[row] = True
 
     def _rows_array(self, token: str) -> IntArray | None:
         array = self._arrays.get(token)
@@ -91,6 +114,11 @@ class TokenRows:
             # Items hold at most 64 tokens, so a row's count always fits in a byte.
             counts: HitArray = np.zeros(n, dtype=np.uint8)
             for token in key:
+                column = self._columns.get(token)
+                if column is not None:
+                    width = min(n, len(column))
+                    np.add(counts[:width], column[:width], out=counts[:width])
+                    continue
                 rows = self._rows_array(token)
                 # A token no miner declared has no rows and matches nobody; rows of one token are distinct,
                 # so a fancy-indexed add counts each once.
