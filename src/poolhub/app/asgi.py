@@ -25,8 +25,9 @@ def _freeze_start_up_heap() -> None:
 
     A full collection walks every tracked object: 250-300 ms with 100,000 miners loaded, a stall for every
     request in flight whenever one happens. What start-up loaded lives as long as the process, so there is no
-    garbage in it to find. Only served processes do this: test processes build and drop many apps, and frozen
-    garbage is never freed.
+    garbage in it to find. Later growth is frozen by the heap freezer (`app/runtime/heap.py`), which also
+    thaws everything hourly. Only served processes freeze at start-up: test processes build and drop many
+    apps, and each would wait for the thaw to be collected.
     """
     gc.collect()
     gc.freeze()
