@@ -103,7 +103,9 @@ _INPUTS = (
 # so the text is the same for every batch size. Miners are written in miner_id order (the lock order
 # every writer follows); the rows of the other tables follow only the miners actually written, so a
 # miner another key owns gets no token, status or presence. The UPDATE does not see the tokens this
-# statement inserts (one snapshot): it revokes exactly the earlier ones.
+# statement inserts (one snapshot): it revokes exactly the earlier ones; it names the ids as an array,
+# which the planner looks up in the miner_id index whatever it knows of the table (of the CTE it knows
+# nothing, and scanned every session).
 _PG_SAVE = text(
     f"""
 WITH r AS (
@@ -125,7 +127,8 @@ statuses AS (
 ),
 revoked AS (
     UPDATE miner_sessions SET revoked_at = CAST(:now AS timestamptz), updated_at = CAST(:now AS timestamptz)
-    WHERE miner_id IN (SELECT miner_id FROM saved) AND revoked_at IS NULL
+    WHERE miner_id = ANY(CAST(:m_miner_id AS text[])) AND revoked_at IS NULL
+        AND miner_id IN (SELECT miner_id FROM saved)
     RETURNING token_hash
 ),
 tokens AS (
