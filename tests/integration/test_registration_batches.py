@@ -38,7 +38,7 @@ async def test_a_wrong_key_in_a_batch_refuses_only_that_registration(hub: Hub) -
     assert new.status_code == 201
 
 
-async def test_a_miner_re_registered_while_batches_overlap_keeps_one_token_and_its_spec(hub: Hub) -> None:
+async def test_a_miner_re_registered_concurrently_keeps_one_token_and_its_spec(hub: Hub) -> None:
     assert (await hub.client.post("/v1/miners/register", json=miner_body("m-busy"))).status_code == 201
     # Other miners keep batches coming, so the re-registrations of m-busy land in different batches.
     bodies = []

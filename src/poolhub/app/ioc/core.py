@@ -114,9 +114,8 @@ class CoreProvider(Provider):
         return OtherRoleSecrets((roles.operator, roles.coordinator))
 
     @provide(scope=Scope.APP)
-    def registrations(self, container: AsyncContainer, engine: AsyncEngine) -> RegistrationBatcher:
-        # Two batches in flight keep the server busy while PostgreSQL commits; SQLite has one writer.
-        return RegistrationBatcher(container, in_flight=2 if engine.dialect.name == "postgresql" else 1)
+    def registrations(self, container: AsyncContainer) -> RegistrationBatcher:
+        return RegistrationBatcher(container)
 
     @provide(scope=Scope.APP)
     def role_secrets(self, settings: Settings) -> RoleSecrets:

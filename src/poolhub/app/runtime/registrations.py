@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 
 import structlog
 from dishka import AsyncContainer
@@ -31,27 +30,18 @@ def _settle(future: asyncio.Future[SessionGrant], outcome: SessionGrant | BaseEx
 
 
 class RegistrationBatcher:
-    """One worker drains the queue: whatever arrived while the batches in flight were being saved forms
-    the next batch (no added wait), so under load many registrations share one transaction and one commit.
-
-    Up to `in_flight` batches are saved at once, each in its own transaction: while one waits on the
-    database, the next forms and starts, so neither the server nor the database idles waiting for the
-    other. A miner whose registration is in flight waits for it to end: the later request wins, as it
-    would in turn. SQLite serialises its writers anyway: there one batch at a time.
+    """One worker drains the queue: whatever arrived while the previous batch was being saved forms the
+    next batch (no added wait), so under load many registrations share one transaction and one commit.
 
     A request is answered only after its batch committed. When the database refuses a batch's data,
     the batch is halved until the refused registration stands alone: it alone gets a 400, the others
     are saved. The worker survives any error, and `stop` answers whatever is still queued.
     """
 
-    def __init__(self, container: AsyncContainer, in_flight: int = 1) -> None:
+    def __init__(self, container: AsyncContainer) -> None:
         self._container = container
         self._queue: asyncio.Queue[_Item] = asyncio.Queue()
         self._worker: asyncio.Task[None] | None = None
-        self._slots = asyncio.Semaphore(in_flight)
-        self._saving: set[asyncio.Task[None]] = set()
-        self._busy_miners: set[str] = set()
-        self._batch_done = asyncio.Event()
 
     def start(self) -> None:
         self._worker = asyncio.create_task(self._run(), name="registrations")
@@ -62,8 +52,6 @@ class RegistrationBatcher:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._worker
             self._worker = None
-        if self._saving:
-            await asyncio.wait(self._saving)
         while not self._queue.empty():  # answer what is left rather than leave callers hanging
             await self._save_safely(self._take_batch())
 
@@ -76,13 +64,13 @@ class RegistrationBatcher:
 
     def _take_batch(self) -> list[_Item]:
         batch: list[_Item] = []
-        seen = set(self._busy_miners)
+        seen: set[str] = set()
         deferred = []
         while not self._queue.empty() and len(batch) < MAX_BATCH:
             item = self._queue.get_nowait()
             if item[1].done():  # its client is gone: nothing to save for it
                 continue
-            # The same miner twice goes to a later batch, so the later request wins, as it would in turn.
+            # The same miner twice goes to the next batch, so the later request wins, as it would in turn.
             if item[0].spec.miner_id in seen:
                 deferred.append(item)
                 continue
@@ -96,25 +84,7 @@ class RegistrationBatcher:
         while True:
             first = await self._queue.get()
             self._queue.put_nowait(first)
-            await self._slots.acquire()
-            self._batch_done.clear()
-            batch = self._take_batch()
-            if not batch:  # all queued miners are in flight (or gone): wait for a batch to end
-                self._slots.release()
-                if self._saving:
-                    await self._batch_done.wait()
-                continue
-            miner_ids = {registration.spec.miner_id for registration, _ in batch}
-            self._busy_miners |= miner_ids
-            task = asyncio.create_task(self._save_safely(batch), name="registration-batch")
-            self._saving.add(task)
-            task.add_done_callback(functools.partial(self._finished, miner_ids))
-
-    def _finished(self, miner_ids: set[str], task: asyncio.Task[None]) -> None:
-        self._saving.discard(task)
-        self._busy_miners -= miner_ids
-        self._slots.release()
-        self._batch_done.set()
+            await self._save_safely(self._take_batch())
 
     async def _save_safely(self, batch: list[_Item]) -> None:
         try:
