@@ -24,6 +24,7 @@ from poolhub.domain.ports import (
     ChangeKind,
     FeedbackEntry,
     MatchRecord,
+    MinerRegistration,
     PendingSelection,
     RequeueSelection,
     RetryMark,
@@ -336,12 +337,11 @@ class SequentialTokens:
 
 
 class FakeMinerRepository:
-    """Miners and their API-key hashes in dicts; `saved` counts batched registration writes."""
+    """Miners and their API-key hashes in dicts."""
 
     def __init__(self) -> None:
         self.miners: dict[str, Miner] = {}
         self.key_hashes: dict[str, str] = {}
-        self.saved = 0
 
     async def get(self, miner_id: str) -> Miner | None:
         return self.miners.get(miner_id)
@@ -359,17 +359,6 @@ class FakeMinerRepository:
         for miner_id, old, new in rehashes:
             if self.key_hashes.get(miner_id) == old:
                 self.key_hashes[miner_id] = new
-
-    async def save_registrations(self, registrations: Sequence[tuple[Miner, str]]) -> set[str]:
-        self.saved += 1
-        saved: set[str] = set()
-        for miner, key_hash in registrations:
-            if self.key_hashes.get(miner.miner_id, key_hash) != key_hash:
-                continue  # another key owns it (ON CONFLICT … WHERE the hashes match)
-            self.miners[miner.miner_id] = miner
-            self.key_hashes[miner.miner_id] = key_hash
-            saved.add(miner.miner_id)
-        return saved
 
     async def save_price(self, miner_id: str, price: Decimal, now: datetime) -> None:
         miner = self.miners[miner_id]
@@ -419,6 +408,36 @@ class FakePresenceRepository:
     async def record(self, intervals: Sequence[tuple[str, datetime, datetime]]) -> None:
         for miner_id, started_at, ended_at in intervals:
             self.intervals[(miner_id, started_at)] = ended_at
+
+
+class FakeRegistrationStore:
+    """Registrations written into the fake miners, sessions and presence."""
+
+    def __init__(
+        self, miners: FakeMinerRepository, sessions: FakeSessionRepository, presence: FakePresenceRepository
+    ) -> None:
+        self.miners = miners
+        self.sessions = sessions
+        self.presence = presence
+
+    async def save(
+        self, registrations: Sequence[MinerRegistration], now: datetime
+    ) -> tuple[set[str], list[str]]:
+        saved: set[str] = set()
+        for r in registrations:
+            miner_id = r.miner.miner_id
+            if self.miners.key_hashes.get(miner_id, r.api_key_hash) != r.api_key_hash:
+                continue  # another key owns it (ON CONFLICT … WHERE the hashes match)
+            self.miners.miners[miner_id] = r.miner
+            self.miners.key_hashes[miner_id] = r.api_key_hash
+            saved.add(miner_id)
+        written = [r for r in registrations if r.miner.miner_id in saved]
+        revoked = await self.sessions.revoke_all_of(sorted(saved), now)
+        await self.sessions.create_many(
+            [(r.token_hash, r.miner.miner_id, now, r.token_expires_at) for r in written]
+        )
+        await self.presence.record([(r.miner.miner_id, r.online_since, r.presence_end) for r in written])
+        return saved, revoked
 
 
 class FakeFeedbackRepository:

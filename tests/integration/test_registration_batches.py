@@ -36,3 +36,29 @@ async def test_a_wrong_key_in_a_batch_refuses_only_that_registration(hub: Hub) -
     assert "api_key" in wrong.json()["detail"]
     assert right.status_code == 200
     assert new.status_code == 201
+
+
+async def test_a_miner_re_registered_concurrently_keeps_one_token_and_its_spec(hub: Hub) -> None:
+    assert (await hub.client.post("/v1/miners/register", json=miner_body("m-busy"))).status_code == 201
+    # Other miners keep batches coming, so the re-registrations of m-busy land in different batches.
+    bodies = []
+    for i in range(24):
+        bodies.append(miner_body("m-busy", addr=f"10.0.1.{i}:9000"))
+        bodies.append(miner_body(f"m-other-{i:02d}"))
+    responses = await asyncio.gather(*(hub.client.post("/v1/miners/register", json=b) for b in bodies))
+    assert all(r.status_code in (200, 201) for r in responses)
+    tokens = {
+        body["addr"]: response.json()["session_token"]
+        for body, response in zip(bodies, responses, strict=True)
+        if body["miner_id"] == "m-busy"
+    }
+    beats = {
+        addr: (await hub.client.post("/v1/miners/heartbeat", json={}, headers=bearer(token))).status_code
+        for addr, token in tokens.items()
+    }
+    live = [addr for addr, status in beats.items() if status == 200]
+    assert len(live) == 1
+    assert set(beats.values()) == {200, 401}
+    listed = await hub.client.get("/v1/miners?limit=500", headers=bearer(ADMIN))
+    (busy,) = [m for m in listed.json() if m["miner_id"] == "m-busy"]
+    assert busy["addr"] == live[0]

@@ -28,6 +28,7 @@ from tests.fakes import (
     FakeMatchRecordRepository,
     FakeMinerRepository,
     FakePresenceRepository,
+    FakeRegistrationStore,
     FakeSessionRepository,
     FakeUnitOfWork,
     FakeUsageLedger,
@@ -69,8 +70,7 @@ class World:
     def register(self, secret: ServerSecret = SECRET) -> RegisterMiners:
         return RegisterMiners(
             self.miners,
-            self.sessions,
-            self.presence,
+            FakeRegistrationStore(self.miners, self.sessions, self.presence),
             self.uow,
             self.directory,
             self.clock,

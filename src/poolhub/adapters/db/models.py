@@ -230,5 +230,13 @@ class LiveProcessRow(DefaultBase):
 
 # Retention prunes by these columns in bounded batches (declared here, beside the tables they index).
 Index("ix_miner_sessions_expires_at", SessionRow.expires_at)
-Index("ix_miner_sessions_revoked_at", SessionRow.revoked_at)
+# Revoked tokens only: retention asks for old revoked ones, and with live tokens (NULL) in the index the
+# planner, before the table's first ANALYZE, revoked a registering miner's tokens by scanning every live
+# token instead of using the miner_id index (a batch's cost grew with the fleet).
+Index(
+    "ix_miner_sessions_revoked_at",
+    SessionRow.revoked_at,
+    postgresql_where=SessionRow.revoked_at.is_not(None),
+    sqlite_where=SessionRow.revoked_at.is_not(None),
+)
 Index("ix_presence_intervals_ended_at", PresenceIntervalRow.ended_at)

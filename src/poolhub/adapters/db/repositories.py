@@ -140,7 +140,7 @@ _Row = TypeVar("_Row")
 PROCESS_ID = str(uuid.uuid4())
 
 
-def _status_values(status: MinerStatus, lease: LeasePolicy, now: datetime) -> dict[str, Any]:
+def status_values(status: MinerStatus, lease: LeasePolicy, now: datetime) -> dict[str, Any]:
     return {
         "last_beat_at": status.last_beat_at,
         "online_since": status.online_since,
@@ -159,36 +159,12 @@ def _status_values(status: MinerStatus, lease: LeasePolicy, now: datetime) -> di
     }
 
 
-_MINER_UPDATES = tuple(
-    c.name for c in MinerRow.__table__.columns if c.name not in {"miner_id", "registered_at"}
+STATUS_UPDATES = tuple(c.name for c in MinerStatusRow.__table__.columns if c.name != "miner_id")
+
+
+_PG_KEY_HASHES = text(
+    "SELECT miner_id, api_key_hash FROM miners WHERE miner_id = ANY(CAST(:miner_ids AS text[]))"
 )
-_STATUS_UPDATES = tuple(c.name for c in MinerStatusRow.__table__.columns if c.name != "miner_id")
-
-
-def _registration_values(miner: Miner, api_key_hash: str) -> dict[str, Any]:
-    spec = miner.spec
-    return {
-        "miner_id": spec.miner_id,
-        "api_key_hash": api_key_hash,
-        "addr": spec.addr,
-        "proto": spec.proto,
-        "gpu_name": spec.gpu_name,
-        "gpu_vram_gb": spec.gpu_vram_gb,
-        "gpu_count": spec.gpu_count,
-        "cpu_cores": spec.cpu_cores,
-        "ram_gb": spec.ram_gb,
-        "accel": spec.accel,
-        "price_token_per_ksec": str(spec.price_token_per_ksec),
-        "max_parallel": spec.max_parallel,
-        "region": spec.region,
-        "tags": list(spec.tags),
-        "capabilities": list(spec.capabilities),
-        "trust_successes": miner.trust.successes,
-        "trust_failures": miner.trust.failures,
-        "trust_as_of": miner.trust.as_of,
-        "registered_at": miner.registered_at,
-        "updated_at": miner.status.last_beat_at,
-    }
 
 
 def _miners_query() -> Select[tuple[MinerRow, MinerStatusRow]]:
@@ -218,9 +194,13 @@ class SqlMinerRepository(MinerRepository):
         return {row.miner_id: _to_miner(row, status) for row, status in result.tuples()}
 
     async def api_key_hashes(self, miner_ids: Sequence[str]) -> dict[str, str]:
-        result = await self._session.execute(
-            select(MinerRow.miner_id, MinerRow.api_key_hash).where(MinerRow.miner_id.in_(miner_ids))
-        )
+        if is_postgres(self._session):
+            # One text for any number of ids: parsed once per connection, compiled once per process.
+            result = await self._session.execute(_PG_KEY_HASHES, {"miner_ids": list(miner_ids)})
+        else:
+            result = await self._session.execute(
+                select(MinerRow.miner_id, MinerRow.api_key_hash).where(MinerRow.miner_id.in_(miner_ids))
+            )
         return dict(result.tuples().all())
 
     async def rehash_api_keys(self, rehashes: Sequence[tuple[str, str, str]]) -> None:
@@ -236,34 +216,6 @@ class SqlMinerRepository(MinerRepository):
             statement,
             [{"b_miner_id": m, "b_old": old, "b_new": new} for m, old, new in sorted(rehashes)],
         )
-
-    async def save_registrations(self, registrations: Sequence[tuple[Miner, str]]) -> set[str]:
-        ordered = sorted(registrations, key=lambda r: r[0].miner_id)
-        miners = [_registration_values(miner, key_hash) for miner, key_hash in ordered]
-        table = table_of(MinerRow)
-        insert_ = dialect_insert(self._session, table)
-        # An existing miner changes only for the holder of its key; two processes racing the first
-        # registration of one miner id with different keys get exactly one owner (the other: no row).
-        statement = insert_.on_conflict_do_update(
-            index_elements=["miner_id"],
-            set_={name: insert_.excluded[name] for name in _MINER_UPDATES},
-            where=table.c.api_key_hash == insert_.excluded.api_key_hash,
-        ).returning(table.c.miner_id)
-        saved = set((await self._session.execute(statement, miners)).scalars().all())
-        statuses = [
-            {
-                "miner_id": miner.miner_id,
-                **_status_values(miner.status, self._lease, miner.status.last_beat_at),
-            }
-            for miner, _ in ordered
-            if miner.miner_id in saved
-        ]
-        if statuses:
-            await self._session.execute(
-                upsert_statement(self._session, MinerStatusRow.__table__, ("miner_id",), _STATUS_UPDATES),
-                statuses,
-            )
-        return saved
 
     async def save_price(self, miner_id: str, price: Decimal, now: datetime) -> None:
         await self._session.execute(
@@ -289,7 +241,7 @@ class SqlMinerRepository(MinerRepository):
             return
         table = MinerStatusRow.__table__
         assert isinstance(table, Table)
-        columns = _status_values(statuses[0][1], self._lease, now).keys()
+        columns = status_values(statuses[0][1], self._lease, now).keys()
         statement = (
             update(table)
             .where(
@@ -308,7 +260,7 @@ class SqlMinerRepository(MinerRepository):
         if not statuses:
             return
         table = table_of(MinerStatusRow)
-        columns = _status_values(statuses[0][1], self._lease, now).keys()
+        columns = status_values(statuses[0][1], self._lease, now).keys()
         # A beat never brings back a logged-out miner: the logout wrote logged_out_at, and only a new
         # registration clears it. On PostgreSQL the condition is re-checked on the row a concurrent
         # logout just committed, so a beat another process took with the revoked token is refused.
@@ -328,7 +280,7 @@ class SqlMinerRepository(MinerRepository):
     ) -> list[dict[str, Any]]:
         params = []
         for miner_id, status in sorted(statuses, key=lambda s: s[0]):
-            values = _status_values(status, self._lease, now)
+            values = status_values(status, self._lease, now)
             params.append({"b_miner_id": miner_id, **{f"b_{k}": v for k, v in values.items()}})
         return params
 

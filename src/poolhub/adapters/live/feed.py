@@ -24,9 +24,20 @@ _log = structlog.get_logger("poolhub.feed")
 NOTIFY_CHANNEL = "poolhub_live"
 # Any constant: the transaction-scoped lock that makes sequence order equal commit order.
 _FEED_LOCK_KEY = 0x706F6F6C
-# One round trip: the lock, and a NOTIFY delivered when (and only if) the transaction commits.
-# The payload names the writer, so it does not wake itself.
-_LOCK_AND_NOTIFY = text(f"SELECT pg_advisory_xact_lock(:key), pg_notify('{NOTIFY_CHANNEL}', :origin)")
+# One round trip: the lock, a NOTIFY delivered when (and only if) the transaction commits, and the
+# rows. The payload names the writer, so it does not wake itself. The lock is taken (once: a
+# materialized CTE) before any row exists, so before any sequence is drawn.
+_RECORD_UNDER_LOCK = text(
+    f"""
+WITH feed_lock AS MATERIALIZED (
+    SELECT pg_advisory_xact_lock(:key), pg_notify('{NOTIFY_CHANNEL}', CAST(:origin AS text))
+)
+INSERT INTO live_changes (kind, miner_id, origin, created_at)
+SELECT CAST(:kind AS text), u.miner_id, CAST(:origin AS text), CAST(:now AS timestamptz)
+FROM feed_lock, unnest(CAST(:miner_ids AS text[])) WITH ORDINALITY AS u(miner_id, n)
+ORDER BY u.n
+"""  # noqa: S608  (a constant channel name; every value is a bound parameter)
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,15 +76,26 @@ class SqlChangeLog(ChangeLog):
     async def record(self, kind: ChangeKind, miner_ids: Sequence[str | None], now: datetime) -> None:
         if not miner_ids:
             return
+        ordered = sorted(miner_ids, key=lambda m: m or "")
         if is_postgres(self._session):
             # Held to commit: sequences are drawn and committed one transaction at a time, so a reader
             # that saw seq n has seen every commit below n. SQLite already serialises its writers.
-            await self._session.execute(_LOCK_AND_NOTIFY, {"key": _FEED_LOCK_KEY, "origin": self._origin})
+            await self._session.execute(
+                _RECORD_UNDER_LOCK,
+                {
+                    "key": _FEED_LOCK_KEY,
+                    "origin": self._origin,
+                    "kind": kind.value,
+                    "now": now,
+                    "miner_ids": ordered,
+                },
+            )
+            return
         await self._session.execute(
             insert(LiveChangeRow),
             [
                 {"kind": kind.value, "miner_id": miner_id, "origin": self._origin, "created_at": now}
-                for miner_id in sorted(miner_ids, key=lambda m: m or "")
+                for miner_id in ordered
             ],
         )
 

@@ -9,6 +9,7 @@ from dishka import AsyncContainer, Provider, Scope, from_context, provide
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from poolhub.adapters.db.engine import make_engine, make_read_session_factory, make_session_factory
+from poolhub.adapters.db.registrations import SqlRegistrationStore
 from poolhub.adapters.db.repositories import (
     SqlMinerRepository,
     SqlPresenceRepository,
@@ -35,6 +36,7 @@ from poolhub.domain.ports import (
     LiveState,
     MinerRepository,
     PresenceRepository,
+    RegistrationStore,
     SessionRepository,
     TickLock,
     TokenLookup,
@@ -169,6 +171,10 @@ class PersistenceProvider(Provider):
     @provide(scope=Scope.REQUEST)
     def miners(self, session: AsyncSession, lease: LeasePolicy) -> MinerRepository:
         return SqlMinerRepository(session, lease)
+
+    @provide(scope=Scope.REQUEST)
+    def registration_store(self, session: AsyncSession, lease: LeasePolicy) -> RegistrationStore:
+        return SqlRegistrationStore(session, lease)
 
     sessions = provide(SqlSessionRepository, provides=SessionRepository, scope=Scope.REQUEST)
     presence = provide(SqlPresenceRepository, provides=PresenceRepository, scope=Scope.REQUEST)

@@ -16,7 +16,14 @@ from poolhub.domain.ports.matching import (
     MatchRecord,
     MatchRecordRepository,
 )
-from poolhub.domain.ports.miners import MinerRepository, PresenceRepository, SessionRepository, TokenLookup
+from poolhub.domain.ports.miners import (
+    MinerRegistration,
+    MinerRepository,
+    PresenceRepository,
+    RegistrationStore,
+    SessionRepository,
+    TokenLookup,
+)
 from poolhub.domain.ports.sla import (
     CapacityRepository,
     FeedbackWindowStats,
@@ -43,12 +50,14 @@ __all__ = [
     "LiveState",
     "MatchRecord",
     "MatchRecordRepository",
+    "MinerRegistration",
     "MinerRepository",
     "MinerSlaFacts",
     "OpenViolationKey",
     "PendingSelection",
     "PresenceRepository",
     "RandomSource",
+    "RegistrationStore",
     "RequeueSelection",
     "RetryMark",
     "SessionRepository",

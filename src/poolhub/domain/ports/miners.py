@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Protocol
@@ -27,10 +28,6 @@ class MinerRepository(Protocol):
         """For each (miner_id, stored hash, new hash): store the new hash where the stored one is still
         there (a key hashed under the previous secret, stored again under the current one)."""
 
-    async def save_registrations(self, registrations: Sequence[tuple[Miner, str]]) -> set[str]:
-        """Insert each miner, or replace its specification, status and trust when the stored API-key
-        hash is the one given; batched. Returns the ids written: a miner another key owns is absent."""
-
     async def save_price(self, miner_id: str, price: Decimal, now: datetime) -> None: ...
 
     async def save_trust(self, miner_id: str, trust: Trust, now: datetime) -> None: ...
@@ -39,6 +36,31 @@ class MinerRepository(Protocol):
         """Write many statuses in one batched statement; unknown miners are skipped."""
 
     async def all(self) -> list[Miner]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class MinerRegistration:
+    """An accepted registration to store: the miner, the hash of its API key, its new session token
+    (hash and expiry) and the presence interval its lease opens or extends."""
+
+    miner: Miner
+    api_key_hash: str
+    token_hash: str
+    token_expires_at: datetime
+    online_since: datetime
+    presence_end: datetime
+
+
+class RegistrationStore(Protocol):
+    """Stores a batch of registrations in the caller's transaction. Never commits."""
+
+    async def save(
+        self, registrations: Sequence[MinerRegistration], now: datetime
+    ) -> tuple[set[str], list[str]]:
+        """Insert each miner, or replace its specification, status and trust when the stored API-key
+        hash is the one given. For each miner written: revoke its earlier session tokens, store the new
+        one and its presence interval. Returns the ids written (a miner another key owns is absent)
+        and the hashes of the tokens revoked."""
 
 
 class SessionRepository(Protocol):

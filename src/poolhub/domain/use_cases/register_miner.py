@@ -13,9 +13,9 @@ from poolhub.domain.ports import (
     ChangeLog,
     Clock,
     LiveState,
+    MinerRegistration,
     MinerRepository,
-    PresenceRepository,
-    SessionRepository,
+    RegistrationStore,
     TokenSource,
     UnitOfWork,
 )
@@ -73,8 +73,7 @@ class RegisterMiners:
     def __init__(
         self,
         miners: MinerRepository,
-        sessions: SessionRepository,
-        presence: PresenceRepository,
+        store: RegistrationStore,
         uow: UnitOfWork,
         directory: LiveState,
         clock: Clock,
@@ -84,8 +83,7 @@ class RegisterMiners:
         limits: DirectoryLimits,
     ) -> None:
         self._miners = miners
-        self._sessions = sessions
-        self._presence = presence
+        self._store = store
         self._uow = uow
         self._directory = directory
         self._clock = clock
@@ -108,7 +106,7 @@ class RegisterMiners:
         lease = self._directory.lease
 
         outcomes: list[SessionGrant | DomainError] = []
-        accepted: list[tuple[Miner, str, str]] = []  # (miner, API-key hash, token hash)
+        accepted: list[MinerRegistration] = []
         # Keys stored under the previous secret, to store under the current one (a new miner needs no
         # announcement of its key: a miner new to a directory empties that directory's key cache).
         rekeyed: list[tuple[str, str, str]] = []  # (miner id, stored hash, current hash)
@@ -161,7 +159,16 @@ class RegisterMiners:
             token = self._tokens.new_token()
             batch_tags |= new_tags
             batch_caps |= new_caps
-            accepted.append((miner, key_hash, hash_token(token)))
+            accepted.append(
+                MinerRegistration(
+                    miner=miner,
+                    api_key_hash=key_hash,
+                    token_hash=hash_token(token),
+                    token_expires_at=lease.token_expires_at(status),
+                    online_since=status.online_since or now,
+                    presence_end=lease.presence_end(status),
+                )
+            )
             outcomes.append(
                 SessionGrant(
                     created=stored_hash is None,
@@ -176,7 +183,9 @@ class RegisterMiners:
 
         # Stored again under the current secret first, so the upsert's "same key hash" condition holds.
         await self._miners.rehash_api_keys(rekeyed)
-        saved = await self._miners.save_registrations([(miner, key_hash) for miner, key_hash, _ in accepted])
+        # Every earlier token of the miners written ends here (a first registration has none), so a
+        # miner registered concurrently under the same key still ends with exactly one live token.
+        saved, revoked = await self._store.save(accepted, now)
         # A miner another key registered meanwhile (on any process) was not written: refuse it alone.
         for position, outcome in enumerate(outcomes):
             miner_id = registrations[position].spec.miner_id
@@ -184,23 +193,12 @@ class RegisterMiners:
                 outcomes[position] = AuthenticationError(
                     f"api_key does not match the one miner '{miner_id}' registered with"
                 )
-        accepted = [item for item in accepted if item[0].miner_id in saved]
+        accepted = [item for item in accepted if item.miner.miner_id in saved]
         if not accepted:
             await self._uow.rollback()
             return outcomes
-        # Every earlier token of these miners ends here (a first registration has none), so a miner
-        # registered concurrently under the same key still ends with exactly one live token.
-        revoked = await self._sessions.revoke_all_of(sorted(saved), now)
-        await self._sessions.create_many(
-            [
-                (token_hash, miner.miner_id, now, lease.token_expires_at(miner.status))
-                for miner, _, token_hash in accepted
-            ]
-        )
-        await self._presence.record(
-            [(m.miner_id, m.status.online_since or now, lease.presence_end(m.status)) for m, _, _ in accepted]
-        )
-        await self._changes.record(ChangeKind.REGISTERED, [m.miner_id for m, _, _ in accepted], now)
+        # The feed rows last: on PostgreSQL they take the feed's lock, held until the commit.
+        await self._changes.record(ChangeKind.REGISTERED, [r.miner.miner_id for r in accepted], now)
         key_changes = sorted({m for m, _, _ in rekeyed} & saved)
         await self._changes.record(ChangeKind.API_KEY, key_changes, now)
         await self._uow.commit()
@@ -208,7 +206,7 @@ class RegisterMiners:
         self._directory.forget_tokens(revoked)
         if key_changes:
             self._directory.api_keys_changed()
-        for miner, _, token_hash in accepted:
-            self._directory.put(miner, now)
-            self._directory.remember_token(token_hash, miner.miner_id)
+        for written in accepted:
+            self._directory.put(written.miner, now)
+            self._directory.remember_token(written.token_hash, written.miner.miner_id)
         return outcomes
