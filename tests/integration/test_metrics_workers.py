@@ -42,6 +42,9 @@ async def test_counters_are_summed_over_workers_in_every_scrape(tmp_path: Path) 
         assert len(workers_seen) == 2, (
             f"expected the loop lag of both workers (pid labels), got {workers_seen}"
         )
+        # Each served worker froze its start-up heap (modules, the app, the directory) out of the collector.
+        frozen = _sample(text, "poolhub_gc_frozen_objects")
+        assert len(frozen) == 2 and all(value > 50_000 for _, value in frozen), frozen
     finally:
         hub.stop()
 

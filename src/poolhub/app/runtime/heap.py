@@ -40,6 +40,9 @@ class HeapFreezer:
         self._checked = 0
         self._thawed_at = monotonic()
         self.freezes = 0
+        # gc.get_freeze_count() walks the whole frozen list, so it is read only when that list changes;
+        # objects freed since then still count until the next freeze or thaw.
+        self.frozen = gc.get_freeze_count()
 
     def install(self) -> None:
         gc.callbacks.append(self._on_collection)
@@ -50,24 +53,34 @@ class HeapFreezer:
         if self._on_collection in gc.callbacks:
             gc.callbacks.remove(self._on_collection)
         gc.unfreeze()
+        self.frozen = 0
 
     def _on_collection(self, phase: str, info: dict[str, Any]) -> None:
         # Runs inside the collector: only count here; freezing waits for `check`, on the event loop.
         if phase == "stop" and info["generation"] == 2:
             self._full_collections += 1
 
+    def freeze_now(self) -> None:
+        """Collect, then freeze every survivor: for a process whose start-up heap lives as long as it does."""
+        gc.collect()
+        gc.freeze()
+        self.freezes += 1
+        self.frozen = gc.get_freeze_count()
+
     def check(self) -> bool:
         """Freeze or thaw if it is time; call it often (it is a comparison unless a full collection ran)."""
         if self._monotonic() - self._thawed_at >= self._thaw_every:
             self._thawed_at = self._monotonic()
             gc.unfreeze()
+            self.frozen = 0
             return False
         if self._full_collections == self._checked:
             return False
         self._checked = self._full_collections
         unfrozen = len(gc.get_objects(generation=2))
-        if unfrozen < max(self._min_objects, self._min_share * gc.get_freeze_count()):
+        if unfrozen < max(self._min_objects, self._min_share * self.frozen):
             return False
         gc.freeze()
         self.freezes += 1
+        self.frozen = gc.get_freeze_count()
         return True

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import time
 
 from poolhub.app.metrics import Metrics
@@ -56,7 +55,7 @@ class LoopMonitor:
 
     def sample(self, lag_seconds: float) -> None:
         self._metrics.event_loop_lag.set(lag_seconds)
-        self._metrics.gc_frozen_objects.set(gc.get_freeze_count())
+        self._metrics.gc_frozen_objects.set(self._heap.frozen)
         self.refresh_directory_gauges()
 
     def refresh_directory_gauges(self) -> None:
