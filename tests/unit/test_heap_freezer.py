@@ -26,7 +26,7 @@ class Cycle:
 @pytest.fixture
 def freezer() -> Iterator[tuple[HeapFreezer, Ticker]]:
     clock = Ticker()
-    heap = HeapFreezer(min_objects=5_000, min_share=0.25, thaw_every_sec=60.0, monotonic=clock)
+    heap = HeapFreezer(min_objects=5_000, thaw_every_sec=60.0, monotonic=clock)
     gc.unfreeze()
     heap.install()
     yield heap, clock
