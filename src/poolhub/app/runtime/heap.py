@@ -19,8 +19,8 @@ from typing import Any, Final
 # Freeze once this many survivors are unfrozen: a full collection then never walks many more (3-7 ms at
 # 10,000 miners under the match benchmark; 6-15 ms with 20,000), and freezes stay rare in a steady state,
 # since each one also catches whatever is in flight at that moment. A threshold of a
-# quarter of the frozen heap was tried: with 10,000 open WebSockets beats fell to 4,700-4,900/s (6,700/s
-# with this one, 6,000/s with no freezing), as collections between freezes grew large and frequent.
+# quarter of the frozen heap was tried: with 10,000 open WebSockets beats fell to 4,700-4,900/s (6,700-6,900/s
+# with a fixed threshold, 6,000/s with no freezing), as collections between freezes grew large and frequent.
 FREEZE_MIN_OBJECTS: Final = 8_000
 THAW_EVERY_SEC: Final = 3600.0
 
