@@ -28,7 +28,8 @@ def redacted_url(url: str) -> str:
 _json_encoder = msgspec.json.Encoder()
 
 
-def _json_text(value: object) -> str:
+def json_text(value: object) -> str:
+    """JSON column text, as every JSON column of the engine is written."""
     # Every match record carries JSON columns; msgspec writes them several times faster than `json.dumps`.
     return _json_encoder.encode(value).decode()
 
@@ -37,7 +38,7 @@ def make_engine(url: str) -> AsyncEngine:
     ensure_sqlite_directory(url)
     if make_url(url).get_backend_name() == "sqlite":
         engine = create_async_engine(
-            url, connect_args={"timeout": 30}, hide_parameters=True, json_serializer=_json_text
+            url, connect_args={"timeout": 30}, hide_parameters=True, json_serializer=json_text
         )
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         event.listen(engine.sync_engine, "begin", _sqlite_begin)
@@ -50,7 +51,7 @@ def make_engine(url: str) -> AsyncEngine:
         max_overflow=20,
         pool_recycle=1800,
         hide_parameters=True,
-        json_serializer=_json_text,
+        json_serializer=json_text,
     )
 
 

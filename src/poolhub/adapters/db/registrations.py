@@ -3,7 +3,6 @@ the database allows (on PostgreSQL one statement, whatever the batch size)."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -12,6 +11,7 @@ from sqlalchemy import Column, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.types import Boolean, DateTime, Float, Integer, String, TypeDecorator
 
+from poolhub.adapters.db.engine import json_text
 from poolhub.adapters.db.models import MinerRow, MinerStatusRow
 from poolhub.adapters.db.repositories import (
     STATUS_UPDATES,
@@ -182,9 +182,9 @@ class SqlRegistrationStore(RegistrationStore):
             values = _registration_values(miner, registration.api_key_hash)
             status = status_values(miner.status, self._lease, miner.status.last_beat_at)
             for name, is_json in _MINER_FIELDS:
-                columns[f"m_{name}"].append(json.dumps(values[name]) if is_json else values[name])
+                columns[f"m_{name}"].append(json_text(values[name]) if is_json else values[name])
             for name, is_json in _STATUS_FIELDS:
-                columns[f"s_{name}"].append(json.dumps(status[name]) if is_json else status[name])
+                columns[f"s_{name}"].append(json_text(status[name]) if is_json else status[name])
             columns["token_hash"].append(registration.token_hash)
             columns["token_expires_at"].append(registration.token_expires_at)
             columns["presence_start"].append(registration.online_since)
