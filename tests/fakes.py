@@ -352,9 +352,6 @@ class FakeMinerRepository:
     async def get_many(self, miner_ids: Sequence[str]) -> dict[str, Miner]:
         return {i: self.miners[i] for i in miner_ids if i in self.miners}
 
-    async def api_key_hashes(self, miner_ids: Sequence[str]) -> dict[str, str]:
-        return {i: self.key_hashes[i] for i in miner_ids if i in self.key_hashes}
-
     async def rehash_api_keys(self, rehashes: Sequence[tuple[str, str, str]]) -> None:
         for miner_id, old, new in rehashes:
             if self.key_hashes.get(miner_id) == old:
@@ -419,6 +416,9 @@ class FakeRegistrationStore:
         self.miners = miners
         self.sessions = sessions
         self.presence = presence
+
+    async def key_hashes(self, miner_ids: Sequence[str]) -> dict[str, str]:
+        return {i: self.miners.key_hashes[i] for i in miner_ids if i in self.miners.key_hashes}
 
     async def save(
         self, registrations: Sequence[MinerRegistration], now: datetime

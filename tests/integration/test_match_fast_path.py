@@ -50,14 +50,14 @@ def _app(hub: Hub) -> PoolHub:
 async def _both_ways(hub: Hub, **request: object) -> tuple[httpx.Response, httpx.Response]:
     """The same request answered by the fast path, then with the fast path switched off."""
     app = _app(hub)
-    fast_match = app.fast_match
-    assert fast_match is not None, "the fast path is on by default"
+    fast_paths = app.fast_paths
+    assert "/v1/match" in fast_paths, "the fast path is on by default"
     fast = await hub.client.post("/v1/match", **request)  # type: ignore[arg-type]
-    app.fast_match = None
+    app.fast_paths = {}
     try:
         framework = await hub.client.post("/v1/match", **request)  # type: ignore[arg-type]
     finally:
-        app.fast_match = fast_match
+        app.fast_paths = fast_paths
     return fast, framework
 
 
@@ -174,7 +174,7 @@ async def test_an_address_locked_out_for_failed_tokens_gets_429_even_with_the_co
 async def test_a_match_limit_leaves_matching_to_the_framework_route(clean_db: str) -> None:
     settings = test_settings(clean_db, rate_limits=parse_rate_limits("match:2/minute"))
     async with started_hub(settings) as hub:
-        assert _app(hub).fast_match is None
+        assert "/v1/match" not in _app(hub).fast_paths
         answers = [
             await hub.client.post("/v1/match", json=GOOD_BODY, headers=bearer(COORDINATOR)) for _ in range(3)
         ]

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from types import MappingProxyType
 from typing import cast
 
 from dishka import AsyncContainer
@@ -27,6 +28,8 @@ from poolhub.app.http.controllers.observability import ObservabilityController, 
 from poolhub.app.http.controllers.sla import SlaController
 from poolhub.app.http.errors import EXCEPTION_HANDLERS
 from poolhub.app.http.fast_match import MATCH_PATH, MatchFastPath
+from poolhub.app.http.fast_register import REGISTER_PATH, RegisterFastPath
+from poolhub.app.http.fastpath import FastPath
 from poolhub.app.http.middleware import access_log_middleware
 from poolhub.app.http.ratelimit import prune_expired, rate_limit_middleware
 from poolhub.app.http.strict import StrictRequest
@@ -61,22 +64,21 @@ def periodic_jobs(settings: Settings) -> list[PeriodicJob]:
 
 class PoolHub(Litestar):
     """Litestar that answers HEAD wherever GET answers (routed as GET, sent without the body), and hands a
-    successful POST /v1/match to its fast path."""
+    POST to a busy route to that route's fast path first (`fast_paths`, by path)."""
 
-    fast_match: MatchFastPath | None = None
+    fast_paths: Mapping[str, FastPath] = MappingProxyType({})
 
     async def __call__(
         self, scope: Scope | LifeSpanScope, receive: Receive | LifeSpanReceive, send: Send | LifeSpanSend
     ) -> None:
         if scope["type"] == ScopeType.HTTP:
-            method = scope.get("method")
+            http = cast("Scope", scope)
+            method = http.get("method")
             if method == "HEAD":
                 scope = cast("Scope", {**scope, "method": "GET"})
                 send = _without_body(cast("Send", send))
-            elif method == "POST" and scope.get("path") == MATCH_PATH and self.fast_match is not None:
-                rest = await self.fast_match.serve(
-                    cast("Scope", scope), cast("Receive", receive), cast("Send", send)
-                )
+            elif method == "POST" and (fast := self.fast_paths.get(http["path"])) is not None:
+                rest = await fast.serve(http, cast("Receive", receive), cast("Send", send))
                 if rest is None:
                     return
                 receive = rest
@@ -155,8 +157,13 @@ def create_app(settings: Settings, container: AsyncContainer | None = None) -> L
     )
     openapi.install(app)
     fast_match = MatchFastPath(container, settings, app.stores, MAX_BODY_BYTES)
+    fast_register = RegisterFastPath(container, settings, MAX_BODY_BYTES)
+    fast_paths: dict[str, FastPath] = {}
     if fast_match.enabled:
-        app.fast_match = fast_match
+        fast_paths[MATCH_PATH] = fast_match
+    if fast_register.enabled:
+        fast_paths[REGISTER_PATH] = fast_register
+    app.fast_paths = fast_paths
     app.state.background = background
     app.state.scheduler = scheduler
     setup_dishka(container, app)

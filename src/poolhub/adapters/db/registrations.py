@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Column, text
+from sqlalchemy import Column, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.types import Boolean, DateTime, Float, Integer, String, TypeDecorator
 
@@ -147,11 +147,32 @@ SELECT false, token_hash FROM revoked
 """  # noqa: S608  (built from the table definitions only; every value is a bound parameter)
 )
 
+# For the rest of the batch's transaction only.
+_PG_PLAN_EACH_TIME = text("SET LOCAL plan_cache_mode = force_custom_plan")
+# One text for any number of ids: parsed once per connection, compiled once per process.
+_PG_KEY_HASHES = text(
+    "SELECT miner_id, api_key_hash FROM miners WHERE miner_id = ANY(CAST(:miner_ids AS text[]))"
+)
+
 
 class SqlRegistrationStore(RegistrationStore):
     def __init__(self, session: AsyncSession, lease: LeasePolicy) -> None:
         self._session = session
         self._lease = lease
+
+    async def key_hashes(self, miner_ids: Sequence[str]) -> dict[str, str]:
+        if not is_postgres(self._session):
+            result = await self._session.execute(
+                select(_MINERS.c.miner_id, _MINERS.c.api_key_hash).where(_MINERS.c.miner_id.in_(miner_ids))
+            )
+            return dict(result.tuples().all())
+        # A connection keeps the generic plan PostgreSQL settled on after a statement's first executions.
+        # Made while the tables were nearly empty (a new hub's first registrations), it scans them whole
+        # until the next ANALYZE: at 10,000 miners 5 ms of a batch's 6 went to two such scans. Planned
+        # for each execution instead, a batch's lookups use the indexes however fast the tables grew.
+        await self._session.execute(_PG_PLAN_EACH_TIME)
+        result = await self._session.execute(_PG_KEY_HASHES, {"miner_ids": list(miner_ids)})
+        return dict(result.tuples().all())
 
     async def save(
         self, registrations: Sequence[MinerRegistration], now: datetime

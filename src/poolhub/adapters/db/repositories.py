@@ -162,11 +162,6 @@ def status_values(status: MinerStatus, lease: LeasePolicy, now: datetime) -> dic
 STATUS_UPDATES = tuple(c.name for c in MinerStatusRow.__table__.columns if c.name != "miner_id")
 
 
-_PG_KEY_HASHES = text(
-    "SELECT miner_id, api_key_hash FROM miners WHERE miner_id = ANY(CAST(:miner_ids AS text[]))"
-)
-
-
 def _miners_query() -> Select[tuple[MinerRow, MinerStatusRow]]:
     return select(MinerRow, MinerStatusRow).join(MinerStatusRow, MinerStatusRow.miner_id == MinerRow.miner_id)
 
@@ -192,16 +187,6 @@ class SqlMinerRepository(MinerRepository):
     async def get_many(self, miner_ids: Sequence[str]) -> dict[str, Miner]:
         result = await self._session.execute(_miners_query().where(MinerRow.miner_id.in_(miner_ids)))
         return {row.miner_id: _to_miner(row, status) for row, status in result.tuples()}
-
-    async def api_key_hashes(self, miner_ids: Sequence[str]) -> dict[str, str]:
-        if is_postgres(self._session):
-            # One text for any number of ids: parsed once per connection, compiled once per process.
-            result = await self._session.execute(_PG_KEY_HASHES, {"miner_ids": list(miner_ids)})
-        else:
-            result = await self._session.execute(
-                select(MinerRow.miner_id, MinerRow.api_key_hash).where(MinerRow.miner_id.in_(miner_ids))
-            )
-        return dict(result.tuples().all())
 
     async def rehash_api_keys(self, rehashes: Sequence[tuple[str, str, str]]) -> None:
         if not rehashes:

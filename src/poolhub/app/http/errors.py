@@ -52,11 +52,17 @@ def _body(status: int, detail: str, extra: object = None) -> dict[str, object]:
     return body
 
 
+def domain_error_answer(error: DomainError) -> tuple[int, dict[str, object], dict[str, str] | None]:
+    """Status, body and extra headers of the answer to a refused request."""
+    status = status_for(error)
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return status, _body(status, error.message), headers
+
+
 def domain_error_handler(_: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, object]]:
     assert isinstance(exc, DomainError)
-    status = status_for(exc)
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    return Response(_body(status, exc.message), status_code=status, headers=headers)
+    status, body, headers = domain_error_answer(exc)
+    return Response(body, status_code=status, headers=headers)
 
 
 def unexpected_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, object]]:

@@ -21,9 +21,6 @@ class MinerRepository(Protocol):
 
     async def get_many(self, miner_ids: Sequence[str]) -> dict[str, Miner]: ...
 
-    async def api_key_hashes(self, miner_ids: Sequence[str]) -> dict[str, str]:
-        """The stored API-key hash of each of these miners that is registered."""
-
     async def rehash_api_keys(self, rehashes: Sequence[tuple[str, str, str]]) -> None:
         """For each (miner_id, stored hash, new hash): store the new hash where the stored one is still
         there (a key hashed under the previous secret, stored again under the current one)."""
@@ -53,6 +50,9 @@ class MinerRegistration:
 
 class RegistrationStore(Protocol):
     """Stores a batch of registrations in the caller's transaction. Never commits."""
+
+    async def key_hashes(self, miner_ids: Sequence[str]) -> dict[str, str]:
+        """The stored API-key hash of each of these miners that is registered: a batch's first read."""
 
     async def save(
         self, registrations: Sequence[MinerRegistration], now: datetime

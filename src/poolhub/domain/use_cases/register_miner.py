@@ -99,7 +99,7 @@ class RegisterMiners:
         ids = [r.spec.miner_id for r in registrations]
         if len(set(ids)) != len(ids):
             raise ValueError("a batch must not register the same miner twice")
-        stored_hashes = await self._miners.api_key_hashes(ids)
+        stored_hashes = await self._store.key_hashes(ids)
         missing = [i for i in ids if i in stored_hashes and self._directory.get(i) is None]
         stored = await self._miners.get_many(missing) if missing else {}
         now = self._clock.now()

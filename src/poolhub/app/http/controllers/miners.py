@@ -40,7 +40,7 @@ from poolhub.domain.use_cases.miner_session import (
     RenewLease,
     UpdateMinerStatus,
 )
-from poolhub.domain.use_cases.register_miner import Registration
+from poolhub.domain.use_cases.register_miner import Registration, SessionGrant
 
 _log = structlog.get_logger("poolhub.miners")
 
@@ -92,6 +92,18 @@ def to_miner_read(view: MinerView) -> MinerRead:
     )
 
 
+def registered_answer(grant: SessionGrant) -> tuple[MinerRegistered, int]:
+    """The body and status of a registration: 201 for a new miner, 200 for an existing one."""
+    registered = MinerRegistered(
+        status="registered",
+        session_token=grant.session_token,
+        lease_ttl_sec=grant.lease_ttl_sec,
+        next_heartbeat_sec=grant.next_heartbeat_sec,
+        lease_expires_at=grant.lease_expires_at,
+    )
+    return registered, 201 if grant.created else 200
+
+
 class MinerController(Controller):
     path = "/v1/miners"
     tags = ["miners"]  # noqa: RUF012  (Litestar reads it as a class attribute)
@@ -115,16 +127,8 @@ class MinerController(Controller):
         self, data: JSONBody[MinerRegister], batcher: FromDishka[RegistrationBatcher]
     ) -> Response[MinerRegistered]:
         grant = await batcher.submit(Registration(registration_spec(data), data.api_key))
-        return Response(
-            MinerRegistered(
-                status="registered",
-                session_token=grant.session_token,
-                lease_ttl_sec=grant.lease_ttl_sec,
-                next_heartbeat_sec=grant.next_heartbeat_sec,
-                lease_expires_at=grant.lease_expires_at,
-            ),
-            status_code=201 if grant.created else 200,
-        )
+        registered, status = registered_answer(grant)
+        return Response(registered, status_code=status)
 
     @post("/update", status_code=200, summary="Report load and price (a beat)", security=MINER_SECURITY)
     @inject
