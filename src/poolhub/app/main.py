@@ -16,7 +16,16 @@ from litestar.enums import ScopeType
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
-from litestar.types import LifeSpanReceive, LifeSpanScope, LifeSpanSend, Message, Receive, Scope, Send
+from litestar.types import (
+    ASGIApp,
+    LifeSpanReceive,
+    LifeSpanScope,
+    LifeSpanSend,
+    Message,
+    Receive,
+    Scope,
+    Send,
+)
 
 from poolhub.app.http import openapi
 from poolhub.app.http.aliases import alias_of
@@ -63,25 +72,34 @@ def periodic_jobs(settings: Settings) -> list[PeriodicJob]:
 
 
 class PoolHub(Litestar):
-    """Litestar that answers HEAD wherever GET answers (routed as GET, sent without the body), and hands a
-    POST to a busy route to that route's fast path first (`fast_paths`, by path)."""
+    """Litestar that answers HEAD wherever GET answers (routed as GET, sent without the body), hands a
+    POST to a busy route to that route's fast path first (`fast_paths`, by path), and logs every other HTTP
+    request around the whole framework, so a path no route answers (404, 405) is logged too."""
 
     fast_paths: Mapping[str, FastPath] = MappingProxyType({})
+    _logged: ASGIApp | None = None
 
     async def __call__(
         self, scope: Scope | LifeSpanScope, receive: Receive | LifeSpanReceive, send: Send | LifeSpanSend
     ) -> None:
-        if scope["type"] == ScopeType.HTTP:
-            http = cast("Scope", scope)
-            method = http.get("method")
-            if method == "HEAD":
-                scope = cast("Scope", {**scope, "method": "GET"})
-                send = _without_body(cast("Send", send))
-            elif method == "POST" and (fast := self.fast_paths.get(http["path"])) is not None:
-                rest = await fast.serve(http, cast("Receive", receive), cast("Send", send))
-                if rest is None:
-                    return
-                receive = rest
+        if scope["type"] != ScopeType.HTTP:
+            await super().__call__(scope, receive, send)
+            return
+        http, http_receive, http_send = cast("Scope", scope), cast("Receive", receive), cast("Send", send)
+        method = http.get("method")
+        if method == "HEAD":
+            http = cast("Scope", {**http, "method": "GET"})
+            http_send = _without_body(http_send)
+        elif method == "POST" and (fast := self.fast_paths.get(http["path"])) is not None:
+            rest = await fast.serve(http, http_receive, http_send)
+            if rest is None:
+                return
+            http_receive = rest
+        if self._logged is None:
+            self._logged = access_log_middleware(self._framework)
+        await self._logged(http, http_receive, http_send)
+
+    async def _framework(self, scope: Scope, receive: Receive, send: Send) -> None:
         await super().__call__(scope, receive, send)
 
 
@@ -138,7 +156,7 @@ def create_app(settings: Settings, container: AsyncContainer | None = None) -> L
         ],
         lifespan=[lifespan, sla_penalty_lifespan(container)],
         exception_handlers=EXCEPTION_HANDLERS,
-        middleware=[access_log_middleware, *rate_limit_middleware(settings)],
+        middleware=rate_limit_middleware(settings),
         request_max_body_size=MAX_BODY_BYTES,
         request_class=StrictRequest,
         logging_config=None,

@@ -8,11 +8,13 @@ import time
 
 import structlog
 from litestar.enums import ScopeType
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from litestar.types import ASGIApp, Message, Receive, ReceiveMessage, Scope, Send
 
 _log = structlog.get_logger("poolhub.access")
 # Probes and scrapes would drown the log; they are still counted by their own metrics.
 _QUIET_PATHS = frozenset({"/v1/health", "/v1/metrics"})
+# nginx's status for a client that went away before it was answered: logged, never sent.
+CLIENT_CLOSED_REQUEST = 499
 
 
 class _RequestIds:
@@ -44,17 +46,29 @@ def access_log_middleware(app: ASGIApp) -> ASGIApp:
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=request_id)
 
+        answering = gone = False
+
         async def send_wrapper(message: Message) -> None:
-            nonlocal status
+            nonlocal status, answering
             if message["type"] == "http.response.start":
-                status = message["status"]
+                status, answering = message["status"], True
                 message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
             await send(message)
 
+        async def receive_wrapper() -> ReceiveMessage:
+            nonlocal gone
+            message = await receive()
+            # Whatever the app answers a client that left mid-request (an error for the broken body) never
+            # reaches it: the line says the client went away, not that the server failed.
+            gone = gone or (message["type"] == "http.disconnect" and not answering)
+            return message
+
         try:
-            await app(scope, receive, send_wrapper)
+            await app(scope, receive_wrapper, send_wrapper)
         finally:
             path = scope.get("path", "")
+            if gone:
+                status = CLIENT_CLOSED_REQUEST
             if path not in _QUIET_PATHS or status >= 400:
                 log_request(scope.get("method"), scope.get("path_template") or path, status, started)
 
