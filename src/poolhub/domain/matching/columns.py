@@ -10,6 +10,7 @@ import numpy.typing as npt
 
 from poolhub.domain.matching.arrays import FloatArray, resized
 from poolhub.domain.matching.eta_ranks import EtaRanks
+from poolhub.domain.matching.extremes import PriceExtremes
 from poolhub.domain.matching.tokens import TokenRows
 from poolhub.domain.matching.values import IndexedMiner, Weights
 
@@ -47,6 +48,7 @@ class MinerColumns:
         self._tags = TokenRows()
         self._caps = TokenRows()
         self._eta_ranks = EtaRanks(capacity)
+        self._price_extremes = PriceExtremes()
         self._id_rank: npt.NDArray[np.int64] | None = None
         self._penalised: set[int] = set()
         self._live = np.zeros(capacity, dtype=np.bool_)
@@ -116,6 +118,10 @@ class MinerColumns:
         self._has_slot[row] = not miner.busy and miner.queue_len < miner.max_parallel
         free = max(0, miner.max_parallel - miner.queue_len)
         self._load[row] = clamp01(free / miner.max_parallel) if miner.max_parallel > 0 else 0.0
+
+    def _set_price(self, row: int, price: float) -> None:
+        self._price[row] = price
+        self._price_extremes.priced(row, price)
 
     def _set_eta(self, row: int, eta_ms: float | None) -> None:
         new = np.nan if eta_ms is None else float(eta_ms)

@@ -157,8 +157,11 @@ class RankedColumns(MinerColumns):
         if max_price is None:
             # Masked reductions, and passes that branch on a scattered mask, are ~10x slower than gathering
             # the eligible prices and reducing those.
-            own = price if rows is not None else price.take(np.flatnonzero(eligible))
-            cheapest, dearest = float(own.min()), float(own.max())
+            extremes = None if rows is not None else self._price_extremes.find(self._price, eligible)
+            if extremes is None:
+                own = price if rows is not None else price.take(np.flatnonzero(eligible))
+                extremes = float(own.min()), float(own.max())
+            cheapest, dearest = extremes
         score = self._score_scratch[: len(price)]
         if max_price is not None and max_price > 0:
             np.multiply(price, -weights.price / max_price, out=score)
