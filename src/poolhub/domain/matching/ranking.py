@@ -366,7 +366,7 @@ class RankedColumns(MinerColumns):
         """Restate the terms and the penalty of a few positions from the columns the score was built from."""
         # A handful of scalar reads cost less than a gather and a list per column.
         trust, load, penalty, price = self._trust, self._load, self._penalty, scored.price
-        latencies = scored.latencies(np.array(positions, dtype=np.intp))
+        latencies = scored.latencies(positions)
         out = []
         for pos, latency in zip(positions, latencies, strict=True):
             row = pos if scored.rows is None else int(scored.rows[pos])

@@ -75,19 +75,19 @@ class Scored:
             return (self.dearest - price) / (self.dearest - self.cheapest)
         return 1.0
 
-    def latencies(self, positions: IntArray) -> list[float]:
+    def latencies(self, positions: list[int]) -> list[float]:
         """The latency terms of `positions`."""
-        known = self._known(positions)
-        lower = np.zeros(len(positions), dtype=np.intp)
-        if self.lower is not None:
-            lower[known] = self.lower[positions[known]]
-        elif known.any():
+        known, n_known = self.known, self.n_known
+        if known is None:
+            return [0.5] * len(positions)
+        lower = self.lower
+        if lower is None:
             assert self.etas is not None, "scores computed as asked come with their eta prefix"
-            lower[known] = self.etas.lower(self.rows_of(positions[known]))
-        return [
-            1.0 - float(count) / self.n_known if is_known else 0.5
-            for count, is_known in zip(lower.tolist(), known.tolist(), strict=True)
-        ]
+            asked = np.array([pos for pos in positions if known[pos]], dtype=np.intp)
+            counted = dict(zip(asked.tolist(), self.etas.lower(self.rows_of(asked)).tolist(), strict=True))
+            return [1.0 - float(counted[pos]) / n_known if pos in counted else 0.5 for pos in positions]
+        # A handful of scalar reads cost less than a gather and a list.
+        return [1.0 - float(lower[pos]) / n_known if known[pos] else 0.5 for pos in positions]
 
     def scores(self, positions: IntArray) -> FloatArray:
         """The exact scores of `positions`."""
