@@ -218,7 +218,8 @@ _penalties = st.sampled_from([1.0, 0.7, 0.0])
 def churned(draw: st.DrawFn) -> tuple[MinerIndex, list[IndexedMiner]]:
     """An index built from a fleet and then put through heartbeats, trust updates, penalties and removals."""
     fleet = draw(_fleets)
-    index = MinerIndex()
+    # Either every eligible eta is ranked, or only the contenders' are.
+    index = MinerIndex(contenders_from_rows=draw(st.sampled_from([0, 1 << 30])))
     for m in fleet:
         index.upsert(m)
     if fleet:

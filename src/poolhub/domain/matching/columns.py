@@ -10,10 +10,14 @@ import numpy.typing as npt
 
 from poolhub.domain.matching.arrays import FloatArray, resized
 from poolhub.domain.matching.eta_ranks import EtaRanks
+from poolhub.domain.matching.extremes import PriceExtremes
 from poolhub.domain.matching.tokens import TokenRows
 from poolhub.domain.matching.values import IndexedMiner, Weights
 
 _INITIAL_CAPACITY: Final = 64
+# From about 50k rows on, ranking only the contenders' etas beats ranking every eligible eta, whose cost
+# grows with the rows while the contender search's ~100 µs of overhead does not.
+CONTENDERS_FROM_ROWS: Final = 65_536
 
 
 def clamp01(value: float) -> float:
@@ -28,7 +32,10 @@ class MinerColumns:
     orders them exactly as the decimals would (conversion is monotonic and such decimals stay distinct).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, contenders_from_rows: int = CONTENDERS_FROM_ROWS) -> None:
+        """`contenders_from_rows`: the row count from which a match with most rows eligible ranks only the
+        etas of the miners that could make its top-k (tests lower it to cover that path on small fleets)."""
+        self._contenders_from_rows = contenders_from_rows
         capacity = _INITIAL_CAPACITY
         self._capacity = capacity
         self._size = 0
@@ -41,6 +48,7 @@ class MinerColumns:
         self._tags = TokenRows()
         self._caps = TokenRows()
         self._eta_ranks = EtaRanks(capacity)
+        self._price_extremes = PriceExtremes()
         self._id_rank: npt.NDArray[np.int64] | None = None
         self._penalised: set[int] = set()
         self._live = np.zeros(capacity, dtype=np.bool_)
@@ -110,6 +118,10 @@ class MinerColumns:
         self._has_slot[row] = not miner.busy and miner.queue_len < miner.max_parallel
         free = max(0, miner.max_parallel - miner.queue_len)
         self._load[row] = clamp01(free / miner.max_parallel) if miner.max_parallel > 0 else 0.0
+
+    def _set_price(self, row: int, price: float) -> None:
+        self._price[row] = price
+        self._price_extremes.priced(row, price)
 
     def _set_eta(self, row: int, eta_ms: float | None) -> None:
         new = np.nan if eta_ms is None else float(eta_ms)

@@ -63,13 +63,7 @@ class EtaRanks:
         # A small subset is cheaper to sort directly than to walk the whole order.
         if rows is not None and (len(rows) * 40 <= n or len(rows) <= NARROW_MIN):
             return np.searchsorted(np.sort(picked), picked, side="left")
-        if self._n_dirty > max(NARROW_MIN, n >> 6):
-            self._refresh(eta, live)
-        if self._unplaced:
-            unplaced = np.array(self._unplaced, dtype=np.intp)
-            self._unplaced.clear()
-            self._above[unplaced] = np.searchsorted(self._values, eta[unplaced], side="right")
-            self._below[unplaced] = np.searchsorted(self._values, eta[unplaced], side="left")
+        self._settle(eta, live, n)
         size = len(self._order)
         # One slot per place in the order, plus a spare one that soaks up place -1.
         counted = np.zeros(size + 1, dtype=np.int32)
@@ -105,6 +99,33 @@ class EtaRanks:
             lower[dirty if rows is None else np.searchsorted(rows, dirty)] = clean_below + dirty_below
         return lower
 
+    def prefix(self, eta: FloatArray, live: BoolArray, eligible: BoolArray) -> EtaPrefix:
+        """Lower counts within the eligible rows, walking the order only as far as the rows asked about."""
+        self._settle(eta, live, len(eligible))
+        dirty = self._dirty_rows[: self._n_dirty]
+        dirty = dirty[eligible[dirty]]
+        # Dirty rows' stale places in the order must not count; their current etas count on the side.
+        places = self._place[dirty]
+        dirty_eta = eta[dirty]
+        return EtaPrefix(
+            self._order,
+            self._values,
+            (self._dirty, self._below, self._start),
+            np.sort(places[places >= 0]),
+            np.sort(dirty_eta[dirty_eta == dirty_eta]),
+            eta,
+            eligible,
+        )
+
+    def _settle(self, eta: FloatArray, live: BoolArray, n: int) -> None:
+        if self._n_dirty > max(NARROW_MIN, n >> 6):
+            self._refresh(eta, live)
+        if self._unplaced:
+            unplaced = np.array(self._unplaced, dtype=np.intp)
+            self._unplaced.clear()
+            self._above[unplaced] = np.searchsorted(self._values, eta[unplaced], side="right")
+            self._below[unplaced] = np.searchsorted(self._values, eta[unplaced], side="left")
+
     def _refresh(self, eta: FloatArray, live: BoolArray) -> None:
         dirty = self._dirty_rows[: self._n_dirty]
         keep = ~self._dirty[self._order]
@@ -137,3 +158,86 @@ class EtaRanks:
                 start = np.take(np.flatnonzero(first), run)
             self._place[order] = places
             self._start[order] = start
+
+
+class EtaPrefix:
+    """One match's lower counts, from a prefix of the eta order grown only as far as the rows asked about.
+
+    The best-ranked miners usually have low etas, so a match that needs the exact latency of its contenders
+    mostly walks the start of the order only. A row's lower count needs the prefix up to its reach; a row
+    reaching past the covered prefix has a lower count of at least `bound()`.
+    """
+
+    def __init__(
+        self,
+        order: IntArray,
+        values: FloatArray,
+        reaches: tuple[BoolArray, IntArray, IntArray],
+        stale_places: IntArray,
+        dirty_etas: FloatArray,
+        eta: FloatArray,
+        eligible: BoolArray,
+    ) -> None:
+        self._order = order
+        self._values = values
+        self._reaches = reaches
+        self._stale_places = stale_places
+        self._dirty_etas = dirty_etas
+        self._eta = eta
+        self._eligible = eligible
+        # counts[p]: eligible clean rows among the first p places of the order.
+        self._counts = np.empty(len(order) + 1, dtype=np.int32)
+        self._counts[0] = 0
+        self._counted = np.empty(len(order), dtype=np.bool_)
+        self.covered = 0
+
+    @property
+    def size(self) -> int:
+        return len(self._order)
+
+    def extend(self, places: int) -> None:
+        """Cover the first `places` places of the order."""
+        begin, end = self.covered, min(places, len(self._order))
+        if end <= begin:
+            return
+        counted = self._eligible[self._order[begin:end]]
+        stale = self._stale_places
+        counted[stale[np.searchsorted(stale, begin) : np.searchsorted(stale, end)] - begin] = False
+        self._counted[begin:end] = counted
+        window = self._counts[begin + 1 : end + 1]
+        np.cumsum(counted, dtype=np.int32, out=window)
+        window += self._counts[begin]
+        self.covered = end
+
+    def counted_rows(self, places: int) -> IntArray:
+        """The eligible rows whose places are among the first `places`, which must be covered."""
+        return self._order[:places][self._counted[:places]]
+
+    def ceiling(self, places: int) -> int:
+        """The greatest lower count of any row placed among the first `places`, which must be covered."""
+        return int(self._counts[places]) + len(self._dirty_etas)
+
+    def bound(self) -> int:
+        """The least lower count of any row reaching past the covered prefix."""
+        covered = self.covered
+        if not covered:
+            return 0
+        last = self._values[covered - 1]
+        return int(self._counts[covered]) + int(np.searchsorted(self._dirty_etas, last, side="right"))
+
+    def reach(self, rows: IntArray) -> IntArray:
+        """Per row with a known eta: how many ordered etas are lower than its current one."""
+        dirty, below, start = self._reaches
+        return np.where(dirty[rows], below[rows], start[rows])
+
+    def lower(self, rows: IntArray) -> IntArray:
+        """The lower counts of `rows`, which must have known etas, covering as far as they need."""
+        reach = self.reach(rows)
+        if len(reach):
+            self.extend(int(reach.max()))
+        return self.lower_within(rows, reach)
+
+    def lower_within(self, rows: IntArray, reach: IntArray) -> IntArray:
+        """The lower counts of `rows`, which must have known etas and reach no further than the prefix."""
+        below = np.searchsorted(self._dirty_etas, self._eta[rows], side="left")
+        return self._counts[reach] + below

@@ -50,7 +50,7 @@ class MinerIndex(RankedColumns):
         self._tags.set_row(row, miner.tags)
         self._caps.set_row(row, miner.capabilities)
         self._lease[row] = miner.lease_expires_at
-        self._price[row] = float(miner.price)
+        self._set_price(row, float(miner.price))
         self._set_eta(row, miner.eta_ms)
         self._set_slots(row, miner)
         self._trust[row] = clamp01(miner.trust)
@@ -92,7 +92,7 @@ class MinerIndex(RankedColumns):
         if eta_ms is not None:
             self._set_eta(row, eta_ms)
         if price is not None:
-            self._price[row] = float(price)
+            self._set_price(row, float(price))
         return True
 
     def update_trust(self, miner_id: str, trust: float, samples: float) -> bool:

@@ -12,6 +12,7 @@ import numpy.typing as npt
 from poolhub.domain.matching.arrays import NARROW_MIN, BoolArray, FloatArray, HitArray, IntArray, round6
 from poolhub.domain.matching.columns import MinerColumns
 from poolhub.domain.matching.explain import failures, rejection_explain, terms_explain
+from poolhub.domain.matching.scored import SCORE_SLACK, Scored
 from poolhub.domain.matching.values import (
     DEFAULT_EXPLORATION,
     REJECTION_REASONS,
@@ -25,9 +26,6 @@ from poolhub.domain.matching.values import (
     Weights,
 )
 
-# Rounding to 6 decimals moves a score by at most 5e-7; anything that could round level with the k-th best
-# score is therefore within this of it.
-_SCORE_SLACK: Final = 2e-6
 _SAMPLE_SIZE: Final = 512
 # Up to this many contenders, one Python sort of them all beats the dozen numpy calls of a partial pick.
 _SORT_ALL: Final = 48
@@ -46,56 +44,6 @@ class _Filtered:
     capabilities: tuple[str, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class _Scored:
-    """Scores of the eligible miners, plus what it takes to restate any one miner's terms.
-
-    A "position" indexes the arrays. Sparse (`rows` set): they hold the eligible rows only, in row order.
-    Dense (`rows` None): they span every row, a position is a row, and ineligible rows hold junk scores that
-    only `eligible` tells apart.
-    """
-
-    rows: IntArray | None
-    eligible: BoolArray
-    count: int
-    score: FloatArray
-    price: FloatArray
-    cap_hits: HitArray | None  # None: every eligible miner has every capability asked for
-    n_caps: int
-    max_price: float | None
-    cheapest: float
-    dearest: float
-    known: BoolArray | None  # None: no eligible miner has a known eta
-    lower: npt.NDArray[np.int32] | IntArray | None
-    n_known: int
-
-    def rows_of(self, positions: IntArray) -> IntArray:
-        return positions if self.rows is None else self.rows[positions]
-
-    def position_of(self, row: int) -> int:
-        return row if self.rows is None else int(np.searchsorted(self.rows, row))
-
-    def pick(self, column: FloatArray) -> FloatArray:
-        return column[: len(self.eligible)] if self.rows is None else column.take(self.rows)
-
-    def cap(self, position: int) -> float:
-        if self.cap_hits is None:
-            return 1.0
-        return float(self.cap_hits[position]) * (1.0 / self.n_caps)
-
-    def price_term(self, price: float) -> float:
-        if self.max_price is not None:
-            return 1.0 - price / self.max_price if self.max_price > 0 else 1.0
-        if self.dearest > self.cheapest:
-            return (self.dearest - price) / (self.dearest - self.cheapest)
-        return 1.0
-
-    def latency(self, position: int) -> float:
-        if self.known is None or self.lower is None or not self.known[position]:
-            return 0.5
-        return 1.0 - float(self.lower[position]) / self.n_known
-
-
 class RankedColumns(MinerColumns):
     """The columns plus everything a match reads from them."""
 
@@ -110,7 +58,7 @@ class RankedColumns(MinerColumns):
         filtered = self._filter(query, now)
         chosen: list[tuple[int, bool]] = []
         greedy: list[int] = []
-        scored: _Scored | None = None
+        scored: Scored | None = None
         if filtered.count:
             scored = self._score(filtered, query.hints, weights)
             greedy = self._top(scored, None, min(query.top_k, filtered.count))
@@ -188,8 +136,8 @@ class RankedColumns(MinerColumns):
         count = int(np.count_nonzero(eligible))
         return _Filtered(eligible, count, rejections, cap_hits, capabilities)
 
-    def _score(self, filtered: _Filtered, hints: Hints, weights: Weights) -> _Scored:
-        """Every eligible miner's score, as few full passes as possible.
+    def _score(self, filtered: _Filtered, hints: Hints, weights: Weights) -> Scored:
+        """Every eligible miner's partial sum, and its score unless only the contenders' are worth computing.
 
         Each pass over 100k rows costs ~15 µs, so the weighted sum is regrouped into constants plus a handful
         of products; the per-term values of returned miners are restated afterwards from the same inputs.
@@ -209,8 +157,11 @@ class RankedColumns(MinerColumns):
         if max_price is None:
             # Masked reductions, and passes that branch on a scattered mask, are ~10x slower than gathering
             # the eligible prices and reducing those.
-            own = price if rows is not None else price.take(np.flatnonzero(eligible))
-            cheapest, dearest = float(own.min()), float(own.max())
+            extremes = None if rows is not None else self._price_extremes.find(self._price, eligible)
+            if extremes is None:
+                own = price if rows is not None else price.take(np.flatnonzero(eligible))
+                extremes = float(own.min()), float(own.max())
+            cheapest, dearest = extremes
         score = self._score_scratch[: len(price)]
         if max_price is not None and max_price > 0:
             np.multiply(price, -weights.price / max_price, out=score)
@@ -232,75 +183,70 @@ class RankedColumns(MinerColumns):
         known = eta == eta  # NaN, an unknown eta, is the only value unequal to itself
         n_known = int(np.count_nonzero(known if rows is not None else known & eligible))
         constant += weights.latency * 0.5
-        lower = None
-        if n_known:
-            lower = self._eta_ranks.lower_counts(self._eta, self._live, eligible, rows, eta)
-            # latency = 1 - lower/n_known where the eta is known, 0.5 (folded into the constant) where not.
-            part = np.multiply(
-                lower, -weights.latency / n_known, dtype=np.float64, out=self._part_scratch[: len(lower)]
-            )
-            part += weights.latency * 0.5
-            part *= pick(self._eta_known)
-            score += part
-        score += constant
-        if self._penalised:
-            score *= pick(self._penalty)
-        # Regrouping can leave a score an ulp outside [0, 1], and weights may sum to 1 + 1e-6.
-        np.clip(score, 0.0, 1.0, out=score)
-        return _Scored(
+        scored = Scored(
             rows=rows,
             eligible=eligible,
             count=m,
-            score=score,
+            partial=score,
             price=price,
             cap_hits=cap_hits,
             n_caps=len(filtered.capabilities),
             max_price=max_price,
             cheapest=cheapest,
             dearest=dearest,
+            eta=eta,
             known=known if n_known else None,
-            lower=lower,
             n_known=n_known,
+            latency_step=-weights.latency / n_known if n_known else 0.0,
+            latency_half=weights.latency * 0.5,
+            constant=constant,
+            penalty=self._penalty if self._penalised else None,
         )
-
-    def _top(self, scored: _Scored, positions: IntArray | None, k: int) -> list[int]:
-        """The best k eligible `positions` (None: all), by rounded score desc, price asc, miner_id asc."""
-        dense = scored.rows is None
-        if positions is None:
-            score = scored.score
-            if dense and len(score) <= NARROW_MIN:
-                positions = np.flatnonzero(scored.eligible)
-                score = score[positions]
+        # With most of many rows eligible, ranking every eligible eta walks the whole order, where a top-k
+        # rarely needs more than its start; fewer rows, or a sparser set, are ranked cheaply enough in full.
+        if n_known and rows is None and n >= self._contenders_from_rows:
+            scored.etas = self._eta_ranks.prefix(self._eta, self._live, eligible)
         else:
-            score = scored.score[positions]
-        if k <= 0 or not len(score):
+            scored.full, scored.lower = self._every_score(scored, score)
+        return scored
+
+    def _every_score(
+        self, scored: Scored, score: FloatArray
+    ) -> tuple[FloatArray, npt.NDArray[np.int32] | IntArray | None]:
+        """Every position's score, and lower count if any eta is known, finishing the partial sums `score`."""
+        lower = None
+        if scored.n_known:
+            lower = self._eta_ranks.lower_counts(
+                self._eta, self._live, scored.eligible, scored.rows, scored.eta
+            )
+            # latency = 1 - lower/n_known where the eta is known, 0.5 (folded into the constant) where not.
+            part = np.multiply(
+                lower, scored.latency_step, dtype=np.float64, out=self._part_scratch[: len(lower)]
+            )
+            part += scored.latency_half
+            part *= scored.pick(self._eta_known)
+            score += part
+        score += scored.constant
+        if scored.penalty is not None:
+            score *= scored.pick(scored.penalty)
+        # Regrouping can leave a score an ulp outside [0, 1], and weights may sum to 1 + 1e-6.
+        np.clip(score, 0.0, 1.0, out=score)
+        return score, lower
+
+    def _top(self, scored: Scored, member: BoolArray | None, k: int) -> list[int]:
+        """The best k eligible positions flagged in `member` (None: all), as `_rank` orders them."""
+        if k <= 0:
             return []
-        # Dense and unnarrowed, `score` still spans ineligible rows, which every step below must skip.
-        masked = positions is None and dense
-        if len(score) > NARROW_MIN and k < len(score):
-            stride = max(1, len(score) // _SAMPLE_SIZE)
-            sample = score[::stride]
-            if masked:
-                sample = sample[scored.eligible[::stride]]
-            # The sample is a subset, so its k-th best score is a lower bound of the whole set's k-th best.
-            if stride > 1 and len(sample) >= k:
-                floor = np.partition(sample, len(sample) - k)[len(sample) - k]
-                over = score >= floor - _SCORE_SLACK
-                if masked:
-                    over &= scored.eligible
-                keep = np.flatnonzero(over)
-                positions, score = (keep if positions is None else positions[keep]), score[keep]
-                masked = False
-            if masked:
-                positions = np.flatnonzero(scored.eligible)
-                score = score[positions]
-                masked = False
-            if len(score) > k:
-                kth = np.partition(score, len(score) - k)[len(score) - k]
-                keep = np.flatnonzero(score >= kth - _SCORE_SLACK)
-                positions, score = (keep if positions is None else positions[keep]), score[keep]
-        if positions is None:
-            positions = np.arange(len(score))
+        if scored.full is None:
+            positions, score = scored.contenders(member, k)
+        else:
+            positions, score = self._narrow(scored, scored.full, member, k)
+        return self._rank(scored, positions, score, k)
+
+    def _rank(self, scored: Scored, positions: IntArray, score: FloatArray, k: int) -> list[int]:
+        """The best k of `positions` with scores `score`, by rounded score desc, price asc, miner_id asc."""
+        if not len(score):
+            return []
         rounded = round6(score)
         price = scored.price[positions]
         if len(positions) > max(k, _SORT_ALL):
@@ -312,8 +258,50 @@ class RankedColumns(MinerColumns):
         )
         return [key[3] for key in sorted(keys)[:k]]
 
+    def _narrow(
+        self, scored: Scored, full: FloatArray, member: BoolArray | None, k: int
+    ) -> tuple[IntArray, FloatArray]:
+        """Positions flagged in `member` (None: all eligible) that could hold one of the best k, ties
+        included, and their scores."""
+        dense = scored.rows is None
+        positions = None if member is None else np.flatnonzero(member)
+        if positions is None:
+            score = full
+            if dense and len(score) <= NARROW_MIN:
+                positions = np.flatnonzero(scored.eligible)
+                score = score[positions]
+        else:
+            score = full[positions]
+        # Dense and unnarrowed, `score` still spans ineligible rows, which every step below must skip.
+        masked = positions is None and dense
+        if len(score) > NARROW_MIN and k < len(score):
+            stride = max(1, len(score) // _SAMPLE_SIZE)
+            sample = score[::stride]
+            if masked:
+                sample = sample[scored.eligible[::stride]]
+            # The sample is a subset, so its k-th best score is a lower bound of the whole set's k-th best.
+            if stride > 1 and len(sample) >= k:
+                floor = np.partition(sample, len(sample) - k)[len(sample) - k]
+                over = score >= floor - SCORE_SLACK
+                if masked:
+                    over &= scored.eligible
+                keep = np.flatnonzero(over)
+                positions, score = (keep if positions is None else positions[keep]), score[keep]
+                masked = False
+            if masked:
+                positions = np.flatnonzero(scored.eligible)
+                score = score[positions]
+                masked = False
+            if len(score) > k:
+                kth = np.partition(score, len(score) - k)[len(score) - k]
+                keep = np.flatnonzero(score >= kth - SCORE_SLACK)
+                positions, score = (keep if positions is None else positions[keep]), score[keep]
+        if positions is None:
+            positions = np.arange(len(score))
+        return positions, score
+
     def _pick_k(
-        self, scored: _Scored, positions: IntArray, rounded: FloatArray, price: FloatArray, k: int
+        self, scored: Scored, positions: IntArray, rounded: FloatArray, price: FloatArray, k: int
     ) -> IntArray:
         """Indices into `positions` of the best k, unordered; a tie at the cut goes by price, then id."""
         kth = np.partition(rounded, len(rounded) - k)[len(rounded) - k]
@@ -347,7 +335,7 @@ class RankedColumns(MinerColumns):
         return np.argpartition(self._id_rank[rows], need - 1)[:need]
 
     def _explore(
-        self, scored: _Scored, greedy: list[int], top_k: int, policy: ExplorationPolicy
+        self, scored: Scored, greedy: list[int], top_k: int, policy: ExplorationPolicy
     ) -> list[tuple[int, bool]]:
         """Give the lowest greedy slots not held by little-known miners to the best little-known left out."""
         n_explore = math.floor(top_k * policy.share + _FLOOR_EPSILON)
@@ -363,27 +351,29 @@ class RankedColumns(MinerColumns):
         if in_top >= n_explore:
             return plain
         little[greedy] = False
-        newcomers = self._top(scored, np.flatnonzero(little), n_explore - in_top)
+        newcomers = self._top(scored, little, n_explore - in_top)
         if not newcomers:
             return plain
         dropped = set([pos for pos in reversed(greedy) if not little[pos]][: len(newcomers)])
         merged = [(pos, False) for pos in greedy if pos not in dropped]
         merged += [(pos, True) for pos in newcomers[: len(dropped)]]
-        final = self._top(scored, np.array([pos for pos, _ in merged], dtype=np.intp), len(merged))
+        listed = np.array([pos for pos, _ in merged], dtype=np.intp)
+        final = self._rank(scored, listed, scored.scores(listed), len(merged))
         exploring = dict(merged)
         return [(pos, exploring[pos]) for pos in final]
 
-    def _terms(self, scored: _Scored, positions: list[int]) -> list[tuple[ScoreTerms, float]]:
+    def _terms(self, scored: Scored, positions: list[int]) -> list[tuple[ScoreTerms, float]]:
         """Restate the terms and the penalty of a few positions from the columns the score was built from."""
         # A handful of scalar reads cost less than a gather and a list per column.
         trust, load, penalty, price = self._trust, self._load, self._penalty, scored.price
+        latencies = scored.latencies(positions)
         out = []
-        for pos in positions:
+        for pos, latency in zip(positions, latencies, strict=True):
             row = pos if scored.rows is None else int(scored.rows[pos])
             terms = ScoreTerms(
                 scored.cap(pos),
                 scored.price_term(float(price[pos])),
-                scored.latency(pos),
+                latency,
                 float(trust[row]),
                 float(load[row]),
             )
@@ -391,7 +381,7 @@ class RankedColumns(MinerColumns):
         return out
 
     def _candidates(
-        self, scored: _Scored | None, chosen: list[tuple[int, bool]], capabilities: tuple[str, ...]
+        self, scored: Scored | None, chosen: list[tuple[int, bool]], capabilities: tuple[str, ...]
     ) -> tuple[Candidate, ...]:
         if scored is None or not chosen:
             return ()
@@ -399,7 +389,7 @@ class RankedColumns(MinerColumns):
         positions = np.array(listed, dtype=np.intp)
         columns = zip(
             scored.rows_of(positions).tolist(),
-            round6(scored.score[positions]).tolist(),
+            round6(scored.scores(positions)).tolist(),
             self._terms(scored, listed),
             (exploring for _, exploring in chosen),
             strict=True,
@@ -429,7 +419,7 @@ class RankedColumns(MinerColumns):
         self,
         query: MatchQuery,
         now: float,
-        scored: _Scored | None,
+        scored: Scored | None,
         greedy: list[int],
         chosen: list[tuple[int, bool]],
     ) -> MinerExplanation:
@@ -447,7 +437,10 @@ class RankedColumns(MinerColumns):
             return MinerExplanation(miner_id, True, False, failed, None, None, False, text)
         assert scored is not None, "an eligible miner means something was scored"
         pos = scored.position_of(row)
-        rounded = round6(scored.score)
+        full = scored.full
+        if full is None:
+            full = self._every_score(scored, scored.partial.copy())[0]
+        rounded = round6(full)
         price = scored.price
         mine, my_price = rounded[pos], price[pos]
         same = rounded == mine

@@ -1,0 +1,202 @@
+"""A match's scores: every eligible miner's cheap terms, and exact scores where the ranking needs them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+import numpy as np
+import numpy.typing as npt
+
+from poolhub.domain.matching.arrays import BoolArray, FloatArray, HitArray, IntArray
+from poolhub.domain.matching.eta_ranks import EtaPrefix
+
+# Rounding to 6 decimals moves a score by at most 5e-7; anything that could round level with the k-th best
+# score is therefore within this of it.
+SCORE_SLACK: Final = 2e-6
+# The bound on a score from its partial sum skips the rounding of two additions, each under 1e-16 here.
+_BOUND_ROUNDING: Final = 1e-9
+
+
+@dataclass(slots=True)
+class Scored:
+    """The eligible miners' scores, plus what it takes to restate any one miner's terms.
+
+    A "position" indexes the arrays. Sparse (`rows` set): they hold the eligible rows only, in row order.
+    Dense (`rows` None): they span every row, a position is a row, and ineligible rows hold junk that only
+    `eligible` tells apart.
+
+    `partial` is the weighted sum of the price, capability, trust and load terms. A score is that plus the
+    latency part, plus `constant`, times the SLA penalty, clipped to [0, 1], in that order, so that a score
+    is the same to the bit whichever way it is reached. `full` holds every position's score when they were
+    all computed up front; otherwise scores are computed as asked, and the latency term needs the eligible
+    miners' eta ranks, which `etas` counts only as far as the asked rows need.
+    """
+
+    rows: IntArray | None
+    eligible: BoolArray
+    count: int
+    partial: FloatArray
+    price: FloatArray
+    cap_hits: HitArray | None  # None: every eligible miner has every capability asked for
+    n_caps: int
+    max_price: float | None
+    cheapest: float
+    dearest: float
+    eta: FloatArray
+    known: BoolArray | None  # None: no eligible miner has a known eta
+    n_known: int
+    latency_step: float  # the latency part is lower * latency_step + latency_half where the eta is known
+    latency_half: float
+    constant: float
+    penalty: FloatArray | None  # per row; None: no miner is penalised
+    full: FloatArray | None = None
+    lower: npt.NDArray[np.int32] | IntArray | None = None  # with `full`: every position's lower count
+    etas: EtaPrefix | None = None  # without `full`
+
+    def rows_of(self, positions: IntArray) -> IntArray:
+        return positions if self.rows is None else self.rows[positions]
+
+    def position_of(self, row: int) -> int:
+        return row if self.rows is None else int(np.searchsorted(self.rows, row))
+
+    def pick(self, column: FloatArray) -> FloatArray:
+        return column[: len(self.eligible)] if self.rows is None else column.take(self.rows)
+
+    def cap(self, position: int) -> float:
+        if self.cap_hits is None:
+            return 1.0
+        return float(self.cap_hits[position]) * (1.0 / self.n_caps)
+
+    def price_term(self, price: float) -> float:
+        if self.max_price is not None:
+            return 1.0 - price / self.max_price if self.max_price > 0 else 1.0
+        if self.dearest > self.cheapest:
+            return (self.dearest - price) / (self.dearest - self.cheapest)
+        return 1.0
+
+    def latencies(self, positions: list[int]) -> list[float]:
+        """The latency terms of `positions`."""
+        known, n_known = self.known, self.n_known
+        if known is None:
+            return [0.5] * len(positions)
+        lower = self.lower
+        if lower is None:
+            assert self.etas is not None, "scores computed as asked come with their eta prefix"
+            asked = np.array([pos for pos in positions if known[pos]], dtype=np.intp)
+            counted = dict(zip(asked.tolist(), self.etas.lower(self.rows_of(asked)).tolist(), strict=True))
+            return [1.0 - float(counted[pos]) / n_known if pos in counted else 0.5 for pos in positions]
+        # A handful of scalar reads cost less than a gather and a list.
+        return [1.0 - float(lower[pos]) / n_known if known[pos] else 0.5 for pos in positions]
+
+    def scores(self, positions: IntArray) -> FloatArray:
+        """The exact scores of `positions`."""
+        if self.full is not None:
+            return self.full[positions]
+        assert self.etas is not None, "scores computed as asked come with their eta prefix"
+        known = self._known(positions)
+        rows = self.rows_of(positions)
+        lower = np.zeros(len(positions), dtype=np.intp)
+        lower[known] = self.etas.lower(rows[known])
+        return self._finish(positions, rows, known, lower)
+
+    def contenders(self, member: BoolArray | None, k: int) -> tuple[IntArray, FloatArray]:
+        """Positions flagged in `member` (None: all eligible) that could hold one of the best k among them,
+        with their exact scores: every position whose rounded score could reach the k-th best, ties included.
+
+        The fastest miners' scores give a floor for the k-th best score. As the latency part adds at most
+        `latency_half`, only positions whose partial sum comes within that of the floor contend. A contender
+        whose eta lies beyond the counted prefix of the eta order has a lower count of at least the prefix's,
+        which bounds its score; the prefix grows until every contender is either counted or bounded out.
+        """
+        etas = self.etas
+        assert etas is not None, "scores computed as asked come with their eta prefix"
+        floor = self._floor_from_fastest(etas, member, k)
+        positions = self._within(member, self._partial_cut(floor))
+        rows = self.rows_of(positions)
+        known = self._known(positions)
+        reach = np.where(known, etas.reach(rows), 0)
+        exact = np.zeros(len(positions), dtype=np.bool_)
+        score = np.empty(len(positions), dtype=np.float64)
+        while True:
+            near = np.flatnonzero(~exact & (reach <= etas.covered))
+            score[near] = self._finish(
+                positions[near], rows[near], known[near], etas.lower_within(rows[near], reach[near])
+            )
+            exact[near] = True
+            scored = score[exact]
+            if len(scored) > k:
+                floor = max(floor, float(np.partition(scored, len(scored) - k)[len(scored) - k]))
+            far = np.flatnonzero(~exact)
+            if not len(far):
+                break
+            bound = self._finish(positions[far], rows[far], known[far], etas.bound())
+            far = far[bound >= floor - SCORE_SLACK]
+            if not len(far):
+                break
+            etas.extend(max(2 * etas.covered, int(reach[far].min())))
+        # Whatever is still inexact lies beyond the prefix, bounded below the floor.
+        keep = exact & (score >= floor - SCORE_SLACK)
+        return positions[keep], score[keep]
+
+    def _floor_from_fastest(self, etas: EtaPrefix, member: BoolArray | None, k: int) -> float:
+        """A lower bound of the k-th best score among `member`, from the miners with the lowest etas.
+
+        Their lower counts are at most the prefix's whole count, which bounds their scores from below.
+        """
+        places = max(etas.size >> 4, 1)
+        while True:
+            etas.extend(places)
+            rows = etas.counted_rows(places)
+            positions = rows if self.rows is None else np.searchsorted(self.rows, rows)
+            if member is not None:
+                keep = member[positions]
+                positions, rows = positions[keep], rows[keep]
+            if len(positions) >= k:
+                worst = self._finish(positions, rows, self._known(positions), etas.ceiling(places))
+                return float(np.partition(worst, len(worst) - k)[len(worst) - k])
+            if places >= etas.size:
+                return -np.inf
+            places *= 2
+
+    def _partial_cut(self, floor: float) -> float:
+        """The least partial sum a position needs to have a score of floor - SCORE_SLACK or more."""
+        threshold = floor - SCORE_SLACK
+        # A penalty can only lower a positive score, but a clipped one may sit at 0 whatever its sum.
+        if threshold <= 0.0:
+            return -np.inf
+        return threshold - self.latency_half - self.constant - _BOUND_ROUNDING
+
+    def _within(self, member: BoolArray | None, cut: float) -> IntArray:
+        over = self.partial >= cut
+        if member is not None:
+            over &= member
+        elif self.rows is None:
+            over &= self.eligible
+        return np.flatnonzero(over)
+
+    def _known(self, positions: IntArray) -> BoolArray:
+        if self.known is None:
+            return np.zeros(len(positions), dtype=np.bool_)
+        return self.known[positions]
+
+    def _finish(
+        self, positions: IntArray, rows: IntArray, known: BoolArray, lower: IntArray | int
+    ) -> FloatArray:
+        """Scores from the partial sums, with `lower` counts (or one count for all; junk where the eta is
+        unknown, as long as it is finite).
+
+        The same operations in the same order as the full pass, so the same bits; a lower count that is only
+        a bound gives a bound of the score the other way round, as every step is monotonic.
+        """
+        score = self.partial[positions]
+        part = np.multiply(lower, self.latency_step, dtype=np.float64)
+        part += self.latency_half
+        # As in the full pass: where the eta is unknown, the part is a zero, which leaves the partial sum.
+        part *= known
+        score += part
+        score += self.constant
+        if self.penalty is not None:
+            score *= self.penalty[rows]
+        np.clip(score, 0.0, 1.0, out=score)
+        return score
