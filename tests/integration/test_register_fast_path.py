@@ -54,6 +54,14 @@ class _Served:
         self._path.serve = self._serve  # type: ignore[method-assign]
 
 
+async def _served_then_framework(hub: Hub, body: dict[str, object]) -> tuple[httpx.Response, httpx.Response]:
+    """The registration answered by the fast path (which must serve it), then by the framework route."""
+    with _Served(hub) as served:
+        fast = await hub.client.post(REGISTER, json=body)
+    assert served.count == 1
+    return fast, await _framework(hub, json=body)
+
+
 async def _listed(hub: Hub) -> dict[str, dict[str, object]]:
     answer = await hub.client.get("/v1/miners", headers=bearer(ADMIN))
     assert answer.status_code == 200
@@ -95,10 +103,7 @@ async def test_a_registration_answers_like_the_framework_route_and_its_token_wor
 async def test_a_key_that_does_not_match_is_refused_with_the_framework_routes_bytes(hub: Hub) -> None:
     await hub.client.post(REGISTER, json=miner_body("m-1"))
     thief = miner_body("m-1", api_key="someone-elses-key-0123456789")
-    with _Served(hub) as served:
-        fast = await hub.client.post(REGISTER, json=thief)
-    assert served.count == 1
-    framework = await _framework(hub, json=thief)
+    fast, framework = await _served_then_framework(hub, thief)
     assert fast.status_code == framework.status_code == 401
     assert fast.content == framework.content
     assert "api_key does not match" in fast.json()["detail"]
@@ -110,10 +115,7 @@ async def test_a_key_that_does_not_match_is_refused_with_the_framework_routes_by
 async def test_a_full_directory_is_refused_with_the_framework_routes_bytes(clean_db: str) -> None:
     async with started_hub(test_settings(clean_db, max_directory_tokens=3)) as hub:
         crowded = miner_body("m-many", tags=["a", "b", "c"], capabilities=["d"])
-        with _Served(hub) as served:
-            fast = await hub.client.post(REGISTER, json=crowded)
-        assert served.count == 1
-        framework = await _framework(hub, json=crowded)
+        fast, framework = await _served_then_framework(hub, crowded)
         assert fast.status_code == framework.status_code == 422
         assert fast.content == framework.content
         assert "MAX_DIRECTORY_TOKENS" in fast.json()["detail"]
