@@ -17,7 +17,12 @@ from sqlalchemy import text, update
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
 from poolhub.adapters.db.billing_repositories import SqlUsageLedger
-from poolhub.adapters.db.engine import make_engine, make_read_session_factory, make_session_factory
+from poolhub.adapters.db.engine import (
+    make_engine,
+    make_read_engine,
+    make_read_session_factory,
+    make_session_factory,
+)
 from poolhub.adapters.db.models import UsageRecordRow
 from poolhub.domain.billing import DEFAULT_UNIT_PRICES, UnitPrices, manual_usage
 from tests.integration.conftest import COORDINATOR, Hub, bearer, register
@@ -303,13 +308,15 @@ async def test_a_slow_coordinator_does_not_stall_registrations_during_a_usage_re
 
 async def test_a_read_only_session_never_holds_the_write_lock(clean_db: str) -> None:
     engine = make_engine(clean_db)
+    read_engine = make_read_engine(clean_db, engine)
     try:
-        async with make_read_session_factory(engine)() as reader:
+        async with make_read_session_factory(read_engine)() as reader:
             await reader.execute(text("SELECT count(*) FROM usage_records"))  # its transaction is open
             async with make_session_factory(engine)() as writer:
                 await writer.execute(text("DELETE FROM billing_state"))
                 await asyncio.wait_for(writer.commit(), timeout=2)
     finally:
+        await read_engine.dispose()
         await engine.dispose()
 
 

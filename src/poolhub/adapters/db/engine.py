@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, NewType
 
 import msgspec
 from sqlalchemy import event
@@ -34,15 +34,18 @@ def json_text(value: object) -> str:
     return _json_encoder.encode(value).decode()
 
 
+# SQLite takes one writer at a time, and a writer waiting in its busy handler polls (sleeps of up to
+# 100 ms) while others keep taking the lock: under load some writers starved for seconds, past the
+# busy timeout. One pooled write connection makes them queue in order at the pool instead.
+SQLITE_WRITERS = 1
+SQLITE_WAIT_SEC = 30
+
+
 def make_engine(url: str) -> AsyncEngine:
+    """The engine for work that writes. On SQLite it holds one connection: see SQLITE_WRITERS."""
     ensure_sqlite_directory(url)
     if make_url(url).get_backend_name() == "sqlite":
-        engine = create_async_engine(
-            url, connect_args={"timeout": 30}, hide_parameters=True, json_serializer=json_text
-        )
-        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
-        event.listen(engine.sync_engine, "begin", _sqlite_begin)
-        return engine
+        return _sqlite_engine(url, pool_size=SQLITE_WRITERS, max_overflow=0, pool_timeout=SQLITE_WAIT_SEC)
     # No pre-ping: it costs a round trip per checkout; a dead connection fails one request and is replaced.
     return create_async_engine(
         # hide_parameters: a statement in an error or a log never carries its values (keys, tokens, metadata).
@@ -53,6 +56,31 @@ def make_engine(url: str) -> AsyncEngine:
         hide_parameters=True,
         json_serializer=json_text,
     )
+
+
+ReadEngine = NewType("ReadEngine", AsyncEngine)
+
+
+def make_read_engine(url: str, writer: AsyncEngine) -> ReadEngine:
+    """The engine for work that only reads. PostgreSQL readers never wait for writers, so they share
+    the writer's pool; SQLite readers get their own connections, so they never queue behind writers."""
+    if make_url(url).get_backend_name() != "sqlite":
+        return ReadEngine(writer)
+    readers = _sqlite_engine(url, pool_size=5, max_overflow=10, pool_timeout=SQLITE_WAIT_SEC)
+    return ReadEngine(readers.execution_options(**{READ_ONLY_OPTION: True}))
+
+
+def _sqlite_engine(url: str, **pool: int) -> AsyncEngine:
+    engine = create_async_engine(
+        url,
+        connect_args={"timeout": SQLITE_WAIT_SEC},
+        hide_parameters=True,
+        json_serializer=json_text,
+        **pool,
+    )
+    event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+    event.listen(engine.sync_engine, "begin", _sqlite_begin)
+    return engine
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -84,8 +112,11 @@ def make_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession
     return async_sessionmaker(engine, expire_on_commit=False)
 
 
-def make_read_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    """Sessions for work that only reads: on SQLite their transactions begin DEFERRED, so a report never
-    holds the write lock that registrations and feedback need (PostgreSQL readers never block writers).
-    A write through such a session is a bug; on SQLite it may fail with SQLITE_BUSY."""
-    return async_sessionmaker(engine.execution_options(**{READ_ONLY_OPTION: True}), expire_on_commit=False)
+def make_read_session_factory(read_engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    """Sessions for work that only reads (over `make_read_engine`): on SQLite their transactions begin
+    DEFERRED, so a report never holds the write lock that registrations and feedback need (PostgreSQL
+    readers never block writers). A write through such a session is a bug; on SQLite it may fail with
+    SQLITE_BUSY."""
+    return async_sessionmaker(
+        read_engine.execution_options(**{READ_ONLY_OPTION: True}), expire_on_commit=False
+    )

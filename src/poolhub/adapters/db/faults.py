@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncpg
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, StatementError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 # Serialization failure and deadlock: the transaction lost a race and may simply run again.
 RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})
@@ -38,9 +39,16 @@ def is_row_fault(exc: BaseException) -> bool:
 
 
 def is_outage(exc: BaseException) -> bool:
-    """The database could not be reached or could not serve now: answer 503, retry later, drop nothing."""
+    """The database could not be reached or could not serve now: answer 503, retry later, drop nothing.
+    A pool with no connection free within its timeout is busy, not broken."""
     if is_retryable(exc) or is_row_fault(exc):
         return False
     return isinstance(
-        exc, DBAPIError | asyncpg.PostgresError | asyncpg.InterfaceError | OSError | TimeoutError
+        exc,
+        DBAPIError
+        | PoolTimeoutError
+        | asyncpg.PostgresError
+        | asyncpg.InterfaceError
+        | OSError
+        | TimeoutError,
     )

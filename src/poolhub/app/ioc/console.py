@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from dishka import Provider, Scope, provide
 
+from poolhub.adapters.db.billing_repositories import SqlUsageLedger
+from poolhub.adapters.db.sla_repositories import SqlSlaRepository
 from poolhub.app.http.console.counters import MatchRateWindow
+from poolhub.app.ioc.core import ReadSession
 from poolhub.app.metrics import Metrics
+from poolhub.domain.ports import Clock, LiveState
 from poolhub.domain.use_cases.console_queries import (
     ExplainMiner,
     GetMiner,
@@ -21,7 +25,21 @@ class ConsoleProvider(Provider):
         return MatchRateWindow(metrics)
 
     explain = provide(ExplainMiner, scope=Scope.APP)
-    search = provide(SearchMiners, scope=Scope.REQUEST)
-    miner = provide(GetMiner, scope=Scope.REQUEST)
-    overview = provide(OverviewPool, scope=Scope.REQUEST)
-    billing = provide(SummarizeBilling, scope=Scope.REQUEST)
+
+    # The console only reads: through the request's read-only session, so on SQLite a page never
+    # waits for the write lock that registrations, beats and feedback queue for.
+    @provide(scope=Scope.REQUEST)
+    def search(self, directory: LiveState, session: ReadSession, clock: Clock) -> SearchMiners:
+        return SearchMiners(directory, SqlSlaRepository(session), clock)
+
+    @provide(scope=Scope.REQUEST)
+    def miner(self, directory: LiveState, session: ReadSession, clock: Clock) -> GetMiner:
+        return GetMiner(directory, SqlSlaRepository(session), clock)
+
+    @provide(scope=Scope.REQUEST)
+    def overview(self, directory: LiveState, session: ReadSession, clock: Clock) -> OverviewPool:
+        return OverviewPool(directory, SqlSlaRepository(session), clock)
+
+    @provide(scope=Scope.REQUEST)
+    def billing(self, session: ReadSession, clock: Clock) -> SummarizeBilling:
+        return SummarizeBilling(SqlUsageLedger(session), clock)

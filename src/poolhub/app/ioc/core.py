@@ -8,7 +8,13 @@ from typing import NewType
 from dishka import AsyncContainer, Provider, Scope, from_context, provide
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from poolhub.adapters.db.engine import make_engine, make_read_session_factory, make_session_factory
+from poolhub.adapters.db.engine import (
+    ReadEngine,
+    make_engine,
+    make_read_engine,
+    make_read_session_factory,
+    make_session_factory,
+)
 from poolhub.adapters.db.registrations import SqlRegistrationStore
 from poolhub.adapters.db.repositories import (
     SqlMinerRepository,
@@ -146,6 +152,13 @@ class PersistenceProvider(Provider):
         await engine.dispose()
 
     @provide(scope=Scope.APP)
+    async def read_engine(self, settings: Settings, engine: AsyncEngine) -> AsyncIterator[ReadEngine]:
+        read_engine = make_read_engine(settings.database_url, engine)
+        yield read_engine
+        if read_engine is not engine:
+            await read_engine.dispose()
+
+    @provide(scope=Scope.APP)
     def session_factory(self, engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
         return make_session_factory(engine)
 
@@ -156,7 +169,7 @@ class PersistenceProvider(Provider):
             yield session
 
     @provide(scope=Scope.APP)
-    def read_session_factory(self, engine: AsyncEngine) -> ReadSessions:
+    def read_session_factory(self, engine: ReadEngine) -> ReadSessions:
         return ReadSessions(make_read_session_factory(engine))
 
     @provide(scope=Scope.REQUEST)

@@ -11,6 +11,7 @@ from dishka import AsyncContainer
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from poolhub.adapters.db.engine import ReadEngine
 from poolhub.adapters.db.faults import is_outage
 from poolhub.adapters.live import LiveDirectory
 from poolhub.adapters.live.feed import NotifyListener
@@ -174,7 +175,7 @@ class Background:
 
     async def probe_database(self) -> None:
         probe = await self._container.get(DatabaseProbe)
-        await probe.check(await self._container.get(AsyncEngine))
+        await probe.check(await self._container.get(ReadEngine))
 
     async def reage_trust(self) -> None:
         directory = await self._container.get(LiveDirectory)
