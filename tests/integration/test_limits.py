@@ -7,8 +7,9 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 from sqlalchemy import event
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import create_async_engine
 
+from poolhub.adapters.db.engine import ReadEngine
 from poolhub.app.runtime.background import DatabaseProbe
 from poolhub.app.settings import Settings, parse_rate_limits
 from tests.integration.conftest import ADMIN, Hub, bearer, miner_body, started_hub, test_settings
@@ -100,7 +101,7 @@ async def test_rate_limits_off_allows_any_number(hub: Hub) -> None:
 
 
 async def test_a_flood_of_unknown_tokens_costs_one_query_each_token_once(hub: Hub) -> None:
-    engine = await hub.app.state.dishka_container.get(AsyncEngine)
+    engine = await hub.app.state.dishka_container.get(ReadEngine)  # lookups only read
     statements: list[str] = []
 
     def count(*args: object) -> None:
@@ -135,7 +136,7 @@ async def test_probes(hub: Hub) -> None:
         assert (await hub.client.get("/livez")).status_code == 200
         assert (await hub.client.head("/readyz")).status_code == 503
     finally:
-        await probe.check(await hub.app.state.dishka_container.get(AsyncEngine))
+        await probe.check(await hub.app.state.dishka_container.get(ReadEngine))
     assert (await hub.client.get("/readyz")).status_code == 200
 
 

@@ -114,7 +114,8 @@ async def test_a_read_session_does_not_queue_behind_the_writers(sqlite_url: str)
 async def test_the_console_and_health_answer_while_another_process_holds_the_write_lock(
     sqlite_hub: Hub, write_lock_held_elsewhere: None
 ) -> None:
-    """A report or a probe never takes the write lock: with it held elsewhere they answer at once."""
+    """A report, a token lookup or a probe never takes the write lock: with it held elsewhere they
+    answer at once."""
     operator = bearer(ADMIN)
     for path in (
         "/console/api/overview",
@@ -126,6 +127,12 @@ async def test_the_console_and_health_answer_while_another_process_holds_the_wri
     ):
         answer = await asyncio.wait_for(sqlite_hub.client.get(path, headers=operator), timeout=3)
         assert answer.status_code == 200, (path, answer.text)
+    # A token the process has not seen is looked up in the database: a read, refused at once.
+    beat = await asyncio.wait_for(
+        sqlite_hub.client.post("/v1/miners/heartbeat", json={}, headers=bearer("a-token-never-issued")),
+        timeout=3,
+    )
+    assert beat.status_code == 401, beat.text
     background = sqlite_hub.app.state.background
     await asyncio.wait_for(background.probe_database(), timeout=3)
     health = await sqlite_hub.client.get("/v1/health")

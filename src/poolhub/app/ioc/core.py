@@ -193,4 +193,8 @@ class PersistenceProvider(Provider):
     presence = provide(SqlPresenceRepository, provides=PresenceRepository, scope=Scope.REQUEST)
     uow = provide(SqlUnitOfWork, provides=UnitOfWork, scope=Scope.REQUEST)
     tick_lock = provide(SqlTickLock, provides=TickLock, scope=Scope.APP)
-    token_lookup = provide(SqlTokenLookup, provides=TokenLookup, scope=Scope.APP)
+
+    @provide(scope=Scope.APP)
+    def token_lookup(self, read_sessions: ReadSessions, lease: LeasePolicy) -> TokenLookup:
+        # Lookups only read: on SQLite they never queue behind the writers for the write connection.
+        return SqlTokenLookup(read_sessions, lease)
