@@ -123,6 +123,10 @@ async def test_the_console_and_health_answer_while_another_process_holds_the_wri
         "/console/api/miners?limit=10",
         "/console/api/violations",
         "/sla/status",
+        "/sla/metrics",
+        "/sla/capacity/snapshots",
+        "/sla/capacity/forecast",
+        "/sla/capacity/recommendations",
         "/sla/billing/usage?hours=24",
     ):
         answer = await asyncio.wait_for(sqlite_hub.client.get(path, headers=operator), timeout=3)

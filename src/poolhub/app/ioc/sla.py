@@ -9,6 +9,7 @@ from poolhub.adapters.db.retention_repository import SqlHistoryStore
 from poolhub.adapters.db.sla_repositories import SqlSlaRepository
 from poolhub.app.ioc.core import ReadSession
 from poolhub.app.settings import Settings
+from poolhub.domain.model import LeasePolicy
 from poolhub.domain.ports import BillingHealth, CapacityRepository, Clock, SlaRepository
 from poolhub.domain.ports.retention import HistoryStore
 from poolhub.domain.sla import SlaThresholds
@@ -83,5 +84,15 @@ class SlaProvider(Provider):
     def status(self, session: ReadSession, clock: Clock, billing: BillingHealth) -> GetSlaStatus:
         return GetSlaStatus(SqlSlaRepository(session), clock, billing)
 
-    forecast = provide(ForecastCapacity, scope=Scope.REQUEST)
-    recommend = provide(RecommendCapacity, scope=Scope.REQUEST)
+    @provide(scope=Scope.REQUEST)
+    def forecast(self, session: ReadSession, policy: CapacityPolicy, clock: Clock) -> ForecastCapacity:
+        return ForecastCapacity(CapacityPlanner(SqlCapacityRepository(session), policy), clock)
+
+    @provide(scope=Scope.REQUEST)
+    def recommend(
+        self, session: ReadSession, policy: CapacityPolicy, lease: LeasePolicy, clock: Clock
+    ) -> RecommendCapacity:
+        capacity = SqlCapacityRepository(session)
+        return RecommendCapacity(
+            CapacityPlanner(capacity, policy), capacity, SqlSlaRepository(session), lease, clock
+        )
