@@ -67,6 +67,7 @@ def make_read_engine(url: str, writer: AsyncEngine) -> ReadEngine:
     if make_url(url).get_backend_name() != "sqlite":
         return ReadEngine(writer)
     readers = _sqlite_engine(url, pool_size=5, max_overflow=10, pool_timeout=SQLITE_WAIT_SEC)
+    # Set on the engine, not per session, so its direct users (the database probe) begin DEFERRED too.
     return ReadEngine(readers.execution_options(**{READ_ONLY_OPTION: True}))
 
 
@@ -112,11 +113,8 @@ def make_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession
     return async_sessionmaker(engine, expire_on_commit=False)
 
 
-def make_read_session_factory(read_engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    """Sessions for work that only reads (over `make_read_engine`): on SQLite their transactions begin
-    DEFERRED, so a report never holds the write lock that registrations and feedback need (PostgreSQL
-    readers never block writers). A write through such a session is a bug; on SQLite it may fail with
-    SQLITE_BUSY."""
-    return async_sessionmaker(
-        read_engine.execution_options(**{READ_ONLY_OPTION: True}), expire_on_commit=False
-    )
+def make_read_session_factory(read_engine: ReadEngine) -> async_sessionmaker[AsyncSession]:
+    """Sessions for work that only reads, over `make_read_engine` (whose SQLite transactions begin
+    DEFERRED, so a report never holds the write lock; PostgreSQL readers never block writers). A write
+    through such a session is a bug; on SQLite it may fail with SQLITE_BUSY."""
+    return async_sessionmaker(read_engine, expire_on_commit=False)
