@@ -144,6 +144,34 @@ def test_a_logged_out_miner_is_offline() -> None:
     assert nonzero(match(index, query())) == {"offline": 1}
 
 
+def test_leases_lapse_renew_and_end_between_matches_as_time_moves_either_way() -> None:
+    index = index_of(
+        miner("m-1", lease_expires_at=NOW + 10),
+        miner("m-2", lease_expires_at=NOW + 20),
+        miner("m-3", lease_expires_at=NOW - 5),
+    )
+
+    def online_at(now: float) -> list[str]:
+        result = index.match(query(top_k=5), now, DEFAULT_WEIGHTS, NO_EXPLORATION)
+        assert result.rejections["offline"] == 3 - len(result.candidates)
+        return sorted(ids(result))
+
+    assert online_at(NOW) == ["m-1", "m-2"]
+    assert online_at(NOW + 10) == ["m-2"]  # m-1's lease ends exactly now
+    index.update_status("m-1", lease_expires_at=NOW + 30)  # a late heartbeat brings it back
+    index.update_status("m-3", lease_expires_at=NOW + 25)
+    assert online_at(NOW + 15) == ["m-1", "m-2", "m-3"]
+    assert online_at(NOW + 22) == ["m-1", "m-3"]
+    index.remove("m-1")
+    index.upsert(miner("m-4", lease_expires_at=NOW + 23))
+    assert online_at(NOW + 22.5) == ["m-3", "m-4"]
+    index.update_status("m-3", lease_expires_at=NOW)  # a logout
+    assert online_at(NOW + 22.5) == ["m-4"]
+    assert online_at(NOW + 23) == []
+    # A clock that steps back sees the leases as they are at that earlier time.
+    assert online_at(NOW + 1) == ["m-2", "m-4"]
+
+
 def test_an_offline_miner_is_counted_as_offline_only() -> None:
     index = index_of(miner("m-1", lease_expires_at=NOW - 1, gpu_vram_gb=4.0, busy=True, region="us"))
     result = match(index, query(min_vram_gb=8, region="eu"))
@@ -546,6 +574,19 @@ def test_the_explored_slot_displaces_the_lowest_ranked_greedy_miner() -> None:
     assert newcomer is not None
     assert (newcomer.rank, newcomer.returned) == (11, True)
     assert "returned for exploration" in newcomer.explain
+
+
+def test_a_new_miner_the_top_holds_keeps_its_slot_when_more_are_reserved() -> None:
+    index = index_of(
+        miner("known-a", trust=0.9, trust_samples=50.0),
+        miner("known-b", trust=0.8, trust_samples=50.0),
+        miner("new-a", trust=0.7, trust_samples=0.0),
+        miner("new-b", trust=0.6, trust_samples=0.0),
+    )
+    # Two of three slots reserved; the top holds one new miner, in its lowest slot: a known miner makes room.
+    result = match(index, query(top_k=3), exploration=ExplorationPolicy(share=0.67))
+    assert ids(result) == ["known-a", "new-a", "new-b"]
+    assert [c.exploration for c in result.candidates] == [False, False, True]
 
 
 def test_no_slot_is_reserved_when_the_top_already_holds_a_new_miner() -> None:

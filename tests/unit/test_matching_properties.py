@@ -364,6 +364,10 @@ def test_exploration_only_swaps_in_little_known_miners(
     little_in_greedy = sum(is_little(c.miner_id) for c in greedy.candidates)
     if little_in_greedy >= math.floor(top_k * share + 1e-9):
         assert not flagged
+    # The reserved slots come out of the well-known miners' share: a little-known miner the greedy top holds
+    # keeps its slot.
+    kept = {c.miner_id for c in explored.candidates}
+    assert all(c.miner_id in kept for c in greedy.candidates if is_little(c.miner_id))
 
 
 # ---- large fleets: the eta order, its dirty rows and refreshes, dense scoring and top-k narrowing ---------

@@ -8,7 +8,7 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
-from poolhub.domain.matching.arrays import FloatArray, resized
+from poolhub.domain.matching.arrays import BoolArray, FloatArray, resized
 from poolhub.domain.matching.eta_ranks import EtaRanks
 from poolhub.domain.matching.extremes import PriceExtremes
 from poolhub.domain.matching.tokens import TokenRows
@@ -59,6 +59,13 @@ class MinerColumns:
         self._has_slot = np.zeros(capacity, dtype=np.bool_)
         # Free rows keep an expired lease, so the online test alone keeps them out of every match.
         self._lease = np.full(capacity, -np.inf, dtype=np.float64)
+        # Whether each lease ran past `_online_at`: exact for any time from then until `_online_until`, the
+        # earliest lease it counts as online, so most matches need not compare every lease. Lease writes keep
+        # it (and its count) current.
+        self._online = np.zeros(capacity, dtype=np.bool_)
+        self._n_online = 0
+        self._online_at = math.inf
+        self._online_until = -math.inf
         self._price = np.zeros(capacity, dtype=np.float64)
         self._eta = np.full(capacity, np.nan, dtype=np.float64)
         # 1.0 where the eta is known, else 0.0: masking with floats runs ~4x faster than with booleans.
@@ -102,6 +109,7 @@ class MinerColumns:
         self._region = resized(self._region, capacity, -1)
         self._has_slot = resized(self._has_slot, capacity, False)
         self._lease = resized(self._lease, capacity, -np.inf)
+        self._online = resized(self._online, capacity, False)
         self._price = resized(self._price, capacity, 0.0)
         self._eta = resized(self._eta, capacity, np.nan)
         self._eta_known = resized(self._eta_known, capacity, 0.0)
@@ -118,6 +126,27 @@ class MinerColumns:
         self._has_slot[row] = not miner.busy and miner.queue_len < miner.max_parallel
         free = max(0, miner.max_parallel - miner.queue_len)
         self._load[row] = clamp01(free / miner.max_parallel) if miner.max_parallel > 0 else 0.0
+
+    def _set_lease(self, row: int, lease: float) -> None:
+        self._lease[row] = lease
+        online = lease > self._online_at
+        if online != self._online[row]:
+            self._online[row] = online
+            self._n_online += 1 if online else -1
+        if online and lease < self._online_until:
+            self._online_until = lease
+
+    def _online_flags(self, now: float) -> BoolArray:
+        """Per row (up to the last in use), whether its lease runs past `now`."""
+        n = self._size
+        if not self._online_at <= now < self._online_until:
+            lease = self._lease[:n]
+            online = self._online[:n]
+            np.greater(lease, now, out=online)
+            self._n_online = int(np.count_nonzero(online))
+            self._online_at = now
+            self._online_until = float(lease[online].min()) if self._n_online else math.inf
+        return self._online[:n]
 
     def _set_price(self, row: int, price: float) -> None:
         self._price[row] = price

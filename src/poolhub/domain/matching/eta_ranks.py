@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Final
+
 import numpy as np
 import numpy.typing as npt
 
 from poolhub.domain.matching.arrays import NARROW_MIN, BoolArray, FloatArray, IntArray, resized
+from poolhub.domain.matching.place_counts import WORD_LIMIT, ByteArray, PlacePrefix, byte_counts
+
+# Dirty etas one word of eight places' byte counts can take besides its clean rows.
+_DIRTY_PER_WORD: Final = WORD_LIMIT - 8
 
 
 class EtaRanks:
@@ -65,14 +72,7 @@ class EtaRanks:
             return np.searchsorted(np.sort(picked), picked, side="left")
         self._settle(eta, live, n)
         size = len(self._order)
-        # One slot per place in the order, plus a spare one that soaks up place -1.
-        counted = np.zeros(size + 1, dtype=np.int32)
-        # Gathering `eligible` along the order costs the same whatever the rows; scattering the rows' places
-        # costs per row and is dearer from about a third of the order's size on (~60 µs vs ~80 at 40k of 80k).
-        if rows is None or len(rows) * 3 > size:
-            counted[:size] = eligible[self._order]
-        else:
-            counted[self._place[rows]] = 1
+        counted = self._eligible_places(eligible, rows)
         dirty = self._dirty_rows[: self._n_dirty]
         dirty = dirty[eligible[dirty]]
         base = 0
@@ -85,38 +85,59 @@ class EtaRanks:
             above = self._above[dirty]
             # A dirty eta is counted just before the first ordered eta above it, so the prefix sum at a clean
             # row's start covers exactly the dirty etas below its own; one below every ordered eta lands in
-            # the spare slot and in `base` instead.
+            # the spare slot and in `base` instead. `_settle` keeps them few enough per word of byte counts.
             np.add.at(counted, above - 1, 1)
             base = int(np.count_nonzero(above == 0))
-        prefix = np.empty(size + 1, dtype=np.int32)
-        prefix[0] = base
-        np.cumsum(counted[:size], dtype=np.int32, out=prefix[1:])
+        prefix_of: Callable[[IntArray], npt.NDArray[np.int32] | IntArray]
+        if rows is None:
+            # Every row's prefix is read: one cumsum over the places beats reading them word by word.
+            prefix = np.empty(size + 1, dtype=np.int32)
+            prefix[0] = 0
+            np.cumsum(counted[:size], dtype=np.int32, out=prefix[1:])
+            prefix_of = prefix.take
+        else:
+            prefix_of = PlacePrefix(counted).at
+        lower = prefix_of(self._start[:n] if rows is None else self._start.take(rows))
         if base:
-            prefix[1:] += base
-        lower = np.take(prefix, self._start[:n] if rows is None else self._start[rows])
+            lower += base
         if len(dirty):
             below = self._below[dirty]
-            clean_below = prefix[below] - np.searchsorted(np.sort(above), below, side="right")
+            at_below = prefix_of(below)
+            clean_below = at_below + base - np.searchsorted(np.sort(above), below, side="right")
             dirty_below = np.searchsorted(np.sort(dirty_eta), dirty_eta, side="left")
             lower[dirty if rows is None else np.searchsorted(rows, dirty)] = clean_below + dirty_below
         return lower
 
-    def prefix(self, eta: FloatArray, live: BoolArray, eligible: BoolArray) -> EtaPrefix:
-        """Lower counts within the eligible rows, walking the order only as far as the rows asked about."""
+    def _eligible_places(self, eligible: BoolArray, rows: IntArray | None) -> ByteArray:
+        """1 at each place in the order holding an eligible row (`rows`, or None for all), 0 elsewhere, plus a
+        spare last slot that soaks up place -1."""
+        size = len(self._order)
+        counted = byte_counts(size)
+        # Gathering `eligible` along the order costs the same whatever the rows; scattering the rows' places
+        # costs per row and is dearer from about a third of the order's size on.
+        if rows is None or len(rows) * 3 > size:
+            np.take(eligible.view(np.uint8), self._order, out=counted[:size])
+        else:
+            counted[self._place.take(rows)] = 1
+        return counted
+
+    def counts(
+        self, eta: FloatArray, live: BoolArray, eligible: BoolArray, rows: IntArray | None
+    ) -> EtaCounts:
+        """Lower counts within the eligible `rows` (= flatnonzero(eligible)), read anywhere in the order."""
         self._settle(eta, live, len(eligible))
+        counted = self._eligible_places(eligible, rows)
         dirty = self._dirty_rows[: self._n_dirty]
         dirty = dirty[eligible[dirty]]
         # Dirty rows' stale places in the order must not count; their current etas count on the side.
-        places = self._place[dirty]
+        counted[self._place[dirty]] = 0
         dirty_eta = eta[dirty]
-        return EtaPrefix(
+        return EtaCounts(
             self._order,
-            self._values,
             (self._dirty, self._below, self._start),
-            np.sort(places[places >= 0]),
+            counted,
             np.sort(dirty_eta[dirty_eta == dirty_eta]),
             eta,
-            eligible,
         )
 
     def _settle(self, eta: FloatArray, live: BoolArray, n: int) -> None:
@@ -127,6 +148,16 @@ class EtaRanks:
             self._unplaced.clear()
             self._above[unplaced] = np.searchsorted(self._values, eta[unplaced], side="right")
             self._below[unplaced] = np.searchsorted(self._values, eta[unplaced], side="left")
+        if self._n_dirty > _DIRTY_PER_WORD and self._crowded(eta):
+            self._refresh(eta, live)
+
+    def _crowded(self, eta: FloatArray) -> bool:
+        """Whether so many dirty etas fall among eight places that a word of byte counts could overflow."""
+        dirty = self._dirty_rows[: self._n_dirty]
+        dirty_eta = eta[dirty]
+        above = self._above[dirty[dirty_eta == dirty_eta]]
+        slots = above[above > 0] - 1
+        return len(slots) > 0 and int(np.bincount(slots >> 3).max()) > _DIRTY_PER_WORD
 
     def _refresh(self, eta: FloatArray, live: BoolArray) -> None:
         dirty = self._dirty_rows[: self._n_dirty]
@@ -162,70 +193,41 @@ class EtaRanks:
             self._start[order] = start
 
 
-class EtaPrefix:
-    """One match's lower counts, from a prefix of the eta order grown only as far as the rows asked about.
+class EtaCounts:
+    """One match's lower counts, readable anywhere in the eta order at once.
 
-    The best-ranked miners usually have low etas, so a match that needs the exact latency of its contenders
-    mostly walks the start of the order only. A row's lower count needs the prefix up to its reach; a row
-    reaching past the covered prefix has a lower count of at least `bound()`.
+    Counting the eligible rows at every place costs two passes over the order (a gather or a scatter, then
+    a sum per word of eight places); a read then costs a few passes over the rows read, wherever in the
+    order they are, so a match reads only its contenders' ranks.
     """
 
     def __init__(
         self,
         order: IntArray,
-        values: FloatArray,
         reaches: tuple[BoolArray, IntArray, IntArray],
-        stale_places: IntArray,
+        counted: ByteArray,
         dirty_etas: FloatArray,
         eta: FloatArray,
-        eligible: BoolArray,
     ) -> None:
         self._order = order
-        self._values = values
         self._reaches = reaches
-        self._stale_places = stale_places
+        self._counted = counted
+        self._prefix = PlacePrefix(counted)
         self._dirty_etas = dirty_etas
         self._eta = eta
-        self._eligible = eligible
-        # counts[p]: eligible clean rows among the first p places of the order.
-        self._counts = np.empty(len(order) + 1, dtype=np.int32)
-        self._counts[0] = 0
-        self._counted = np.empty(len(order), dtype=np.bool_)
-        self.covered = 0
 
     @property
     def size(self) -> int:
         return len(self._order)
 
-    def extend(self, places: int) -> None:
-        """Cover the first `places` places of the order."""
-        begin, end = self.covered, min(places, len(self._order))
-        if end <= begin:
-            return
-        counted = self._eligible[self._order[begin:end]]
-        stale = self._stale_places
-        counted[stale[np.searchsorted(stale, begin) : np.searchsorted(stale, end)] - begin] = False
-        self._counted[begin:end] = counted
-        window = self._counts[begin + 1 : end + 1]
-        np.cumsum(counted, dtype=np.int32, out=window)
-        window += self._counts[begin]
-        self.covered = end
-
     def counted_rows(self, places: int) -> IntArray:
-        """The eligible rows whose places are among the first `places`, which must be covered."""
-        return self._order[:places][self._counted[:places]]
+        """The eligible rows whose places are among the first `places`."""
+        places = min(places, len(self._order))
+        return self._order[:places][self._counted[:places].view(np.bool_)]
 
     def ceiling(self, places: int) -> int:
-        """The greatest lower count of any row placed among the first `places`, which must be covered."""
-        return int(self._counts[places]) + len(self._dirty_etas)
-
-    def bound(self) -> int:
-        """The least lower count of any row reaching past the covered prefix."""
-        covered = self.covered
-        if not covered:
-            return 0
-        last = self._values[covered - 1]
-        return int(self._counts[covered]) + int(np.searchsorted(self._dirty_etas, last, side="right"))
+        """The greatest lower count of any row placed among the first `places`."""
+        return int(self._prefix.at(np.array([places]))[0]) + len(self._dirty_etas)
 
     def reach(self, rows: IntArray) -> IntArray:
         """Per row with a known eta: how many ordered etas are lower than its current one."""
@@ -233,13 +235,10 @@ class EtaPrefix:
         return np.where(dirty[rows], below[rows], start[rows])
 
     def lower(self, rows: IntArray) -> IntArray:
-        """The lower counts of `rows`, which must have known etas, covering as far as they need."""
-        reach = self.reach(rows)
-        if len(reach):
-            self.extend(int(reach.max()))
-        return self.lower_within(rows, reach)
+        """The lower counts of `rows`, which must have known etas."""
+        return self.lower_within(rows, self.reach(rows))
 
     def lower_within(self, rows: IntArray, reach: IntArray) -> IntArray:
-        """The lower counts of `rows`, which must have known etas and reach no further than the prefix."""
+        """The lower counts of `rows`, which must have known etas, given their reaches."""
         below = np.searchsorted(self._dirty_etas, self._eta[rows], side="left")
-        return self._counts[reach] + below
+        return self._prefix.at(reach) + below

@@ -49,7 +49,7 @@ class MinerIndex(RankedColumns):
         )
         self._tags.set_row(row, miner.tags)
         self._caps.set_row(row, miner.capabilities)
-        self._lease[row] = miner.lease_expires_at
+        self._set_lease(row, miner.lease_expires_at)
         self._set_price(row, float(miner.price))
         self._set_eta(row, miner.eta_ms)
         self._set_slots(row, miner)
@@ -88,7 +88,7 @@ class MinerIndex(RankedColumns):
             self._set_slots(row, miner)
             self._restate_static(row)
         if lease_expires_at is not None:
-            self._lease[row] = lease_expires_at
+            self._set_lease(row, lease_expires_at)
         if eta_ms is not None:
             self._set_eta(row, eta_ms)
         if price is not None:
@@ -127,7 +127,7 @@ class MinerIndex(RankedColumns):
         self._ids[row] = ""
         self._live[row] = False
         self._id_rank = None
-        self._lease[row] = -np.inf
+        self._set_lease(row, -math.inf)
         self._has_slot[row] = False
         self._set_eta(row, None)
         self._set_penalty(row, 1.0)

@@ -124,8 +124,8 @@ class RankedColumns(MinerColumns):
             out = check("deadline")
             np.greater(self._eta[:n], hints.deadline_ms, out=out)
             np.logical_not(out, out=out)
-        online = self._lease[:n] > now
-        n_online = int(np.count_nonzero(online))
+        online = self._online_flags(now)
+        n_online = self._n_online
         rejections = dict.fromkeys(REJECTION_REASONS, 0)
         rejections["offline"] = len(self) - n_online
         block = passes[: len(checked)]
@@ -144,8 +144,12 @@ class RankedColumns(MinerColumns):
         """
         eligible, m = filtered.eligible, filtered.count
         n = len(eligible)
-        # With most rows eligible, full-length passes over contiguous columns beat gathering each column.
-        rows = None if m * 5 >= n * 2 else np.flatnonzero(eligible)
+        # Scoring only the contenders, a match computes full-length partial sums once a tenth of the rows are
+        # eligible; scoring every eligible miner, once two fifths are. Below that, gathering each column's
+        # eligible rows costs less than passes over every row.
+        contenders = n >= self._contenders_from_rows
+        dense = m * 10 >= n if contenders else m * 5 >= n * 2
+        rows = None if dense else np.flatnonzero(eligible)
 
         def pick(column: FloatArray) -> FloatArray:
             return column[:n] if rows is None else column.take(rows)
@@ -202,10 +206,11 @@ class RankedColumns(MinerColumns):
             constant=constant,
             penalty=self._penalty if self._penalised else None,
         )
-        # With most of many rows eligible, ranking every eligible eta walks the whole order, where a top-k
-        # rarely needs more than its start; fewer rows, or a sparser set, are ranked cheaply enough in full.
-        if n_known and rows is None and n >= self._contenders_from_rows:
-            scored.etas = self._eta_ranks.prefix(self._eta, self._live, eligible)
+        # Among many rows, counting the eligible etas at each place in the eta order, then reading the ranks
+        # of the few contenders for the top k, costs less than ranking every eligible eta; a small subset is
+        # ranked in full, by sorting its etas.
+        if n_known and contenders and (rows is None or len(rows) * 40 > n):
+            scored.etas = self._eta_ranks.counts(self._eta, self._live, eligible, rows)
         else:
             scored.full, scored.lower = self._every_score(scored, score)
         return scored
@@ -344,19 +349,27 @@ class RankedColumns(MinerColumns):
         plain = [(pos, False) for pos in greedy]
         if n_explore <= 0 or len(greedy) >= scored.count:
             return plain
-        little = scored.pick(self._samples) < policy.max_samples
-        if scored.cap_hits is not None:
-            little &= scored.cap_hits >= policy.min_cap * scored.n_caps - 1e-9
-        if scored.rows is None:
-            little &= scored.eligible
-        in_top = sum(1 for pos in greedy if little[pos])
+        # Most tops already hold enough little-known miners, which a few scalar reads tell.
+        samples, cap_hits = self._samples, scored.cap_hits
+        cap_floor = policy.min_cap * scored.n_caps - 1e-9
+        greedy_little = [
+            bool(samples[row] < policy.max_samples) and (cap_hits is None or bool(cap_hits[pos] >= cap_floor))
+            for pos, row in zip(greedy, scored.rows_of(np.array(greedy, dtype=np.intp)).tolist(), strict=True)
+        ]
+        in_top = sum(greedy_little)
         if in_top >= n_explore:
             return plain
+        little = scored.pick(samples) < policy.max_samples
+        if cap_hits is not None:
+            little &= cap_hits >= cap_floor
+        if scored.rows is None:
+            little &= scored.eligible
         little[greedy] = False
         newcomers = self._top(scored, little, n_explore - in_top)
         if not newcomers:
             return plain
-        dropped = set([pos for pos in reversed(greedy) if not little[pos]][: len(newcomers)])
+        held = [pos for pos, is_little in zip(greedy, greedy_little, strict=True) if not is_little]
+        dropped = set(held[::-1][: len(newcomers)])
         merged = [(pos, False) for pos in greedy if pos not in dropped]
         merged += [(pos, True) for pos in newcomers[: len(dropped)]]
         listed = np.array([pos for pos, _ in merged], dtype=np.intp)
@@ -364,11 +377,12 @@ class RankedColumns(MinerColumns):
         exploring = dict(merged)
         return [(pos, exploring[pos]) for pos in final]
 
-    def _terms(self, scored: Scored, positions: list[int]) -> list[tuple[ScoreTerms, float]]:
+    def _terms(
+        self, scored: Scored, positions: list[int], latencies: list[float]
+    ) -> list[tuple[ScoreTerms, float]]:
         """Restate the terms and the penalty of a few positions from the columns the score was built from."""
         # A handful of scalar reads cost less than a gather and a list per column.
         trust, load, penalty, price = self._trust, self._load, self._penalty, scored.price
-        latencies = scored.latencies(positions)
         out = []
         for pos, latency in zip(positions, latencies, strict=True):
             row = pos if scored.rows is None else int(scored.rows[pos])
@@ -388,11 +402,11 @@ class RankedColumns(MinerColumns):
         if scored is None or not chosen:
             return ()
         listed = [pos for pos, _ in chosen]
-        positions = np.array(listed, dtype=np.intp)
+        scores, latencies = scored.scores_and_latencies(listed)
         columns = zip(
-            scored.rows_of(positions).tolist(),
-            round6(scored.scores(positions)).tolist(),
-            self._terms(scored, listed),
+            scored.rows_of(np.array(listed, dtype=np.intp)).tolist(),
+            round6(scores).tolist(),
+            self._terms(scored, listed, latencies),
             (exploring for _, exploring in chosen),
             strict=True,
         )
@@ -462,7 +476,7 @@ class RankedColumns(MinerColumns):
             status = "not returned: its slot went to exploration"
         else:
             status = f"not returned (top_k={query.top_k})"
-        [(terms, penalty)] = self._terms(scored, [pos])
+        [(terms, penalty)] = self._terms(scored, [pos], scored.latencies([pos]))
         breakdown = terms_explain(terms, penalty, exploration=exploring.get(pos, False))
         text = (
             f"{miner_id} is eligible: ranked {rank} of {scored.count} with score {float(mine):.6f}, "

@@ -9,7 +9,7 @@ import numpy as np
 import numpy.typing as npt
 
 from poolhub.domain.matching.arrays import BoolArray, FloatArray, HitArray, IntArray
-from poolhub.domain.matching.eta_ranks import EtaPrefix
+from poolhub.domain.matching.eta_ranks import EtaCounts
 
 # Rounding to 6 decimals moves a score by at most 5e-7; anything that could round level with the k-th best
 # score is therefore within this of it.
@@ -30,7 +30,7 @@ class Scored:
     latency part, plus `constant`, times the SLA penalty, clipped to [0, 1], in that order, so that a score
     is the same to the bit whichever way it is reached. `full` holds every position's score when they were
     all computed up front; otherwise scores are computed as asked, and the latency term needs the eligible
-    miners' eta ranks, which `etas` counts only as far as the asked rows need.
+    miners' eta ranks, which `etas` reads for the asked rows only.
     """
 
     rows: IntArray | None
@@ -52,7 +52,7 @@ class Scored:
     penalty: FloatArray | None  # per row; None: no miner is penalised
     full: FloatArray | None = None
     lower: npt.NDArray[np.int32] | IntArray | None = None  # with `full`: every position's lower count
-    etas: EtaPrefix | None = None  # without `full`
+    etas: EtaCounts | None = None  # without `full`
 
     def rows_of(self, positions: IntArray) -> IntArray:
         return positions if self.rows is None else self.rows[positions]
@@ -82,22 +82,42 @@ class Scored:
             return [0.5] * len(positions)
         lower = self.lower
         if lower is None:
-            assert self.etas is not None, "scores computed as asked come with their eta prefix"
+            assert self.etas is not None, "scores computed as asked come with their eta counts"
             asked = np.array([pos for pos in positions if known[pos]], dtype=np.intp)
             counted = dict(zip(asked.tolist(), self.etas.lower(self.rows_of(asked)).tolist(), strict=True))
             return [1.0 - float(counted[pos]) / n_known if pos in counted else 0.5 for pos in positions]
         # A handful of scalar reads cost less than a gather and a list.
         return [1.0 - float(lower[pos]) / n_known if known[pos] else 0.5 for pos in positions]
 
+    def scores_and_latencies(self, positions: list[int]) -> tuple[FloatArray, list[float]]:
+        """The exact scores and the latency terms of `positions`, counting their etas' ranks once."""
+        at = np.array(positions, dtype=np.intp)
+        if self.full is not None or self.known is None:
+            return self.scores(at), self.latencies(positions)
+        assert self.etas is not None, "scores computed as asked come with their eta counts"
+        known = self.known[at]
+        rows = self.rows_of(at)
+        lower = np.zeros(len(at), dtype=np.intp)
+        lower[known] = self.etas.lower(rows[known])
+        n_known = self.n_known
+        latencies = [
+            1.0 - float(count) / n_known if is_known else 0.5
+            for is_known, count in zip(known.tolist(), lower.tolist(), strict=True)
+        ]
+        return self._finish(at, rows, known, lower), latencies
+
     def scores(self, positions: IntArray) -> FloatArray:
         """The exact scores of `positions`."""
         if self.full is not None:
             return self.full[positions]
-        assert self.etas is not None, "scores computed as asked come with their eta prefix"
+        assert self.etas is not None, "scores computed as asked come with their eta counts"
+        return self._exact(self.etas, positions)
+
+    def _exact(self, etas: EtaCounts, positions: IntArray) -> FloatArray:
         known = self._known(positions)
         rows = self.rows_of(positions)
         lower = np.zeros(len(positions), dtype=np.intp)
-        lower[known] = self.etas.lower(rows[known])
+        lower[known] = etas.lower(rows[known])
         return self._finish(positions, rows, known, lower)
 
     def contenders(self, member: BoolArray | None, k: int) -> tuple[IntArray, FloatArray]:
@@ -105,50 +125,34 @@ class Scored:
         with their exact scores: every position whose rounded score could reach the k-th best, ties included.
 
         The fastest miners' scores give a floor for the k-th best score. As the latency part adds at most
-        `latency_half`, only positions whose partial sum comes within that of the floor contend. A contender
-        whose eta lies beyond the counted prefix of the eta order has a lower count of at least the prefix's,
-        which bounds its score; the prefix grows until every contender is either counted or bounded out.
+        `latency_half`, only positions whose partial sum comes within that of the floor contend, and only
+        their etas' ranks are counted.
         """
         etas = self.etas
-        assert etas is not None, "scores computed as asked come with their eta prefix"
+        assert etas is not None, "scores computed as asked come with their eta counts"
         floor = self._floor_from_fastest(etas, member, k)
         positions = self._within(member, self._partial_cut(floor))
-        rows = self.rows_of(positions)
-        known = self._known(positions)
-        reach = np.where(known, etas.reach(rows), 0)
-        exact = np.zeros(len(positions), dtype=np.bool_)
-        score = np.empty(len(positions), dtype=np.float64)
-        while True:
-            near = np.flatnonzero(~exact & (reach <= etas.covered))
-            score[near] = self._finish(
-                positions[near], rows[near], known[near], etas.lower_within(rows[near], reach[near])
-            )
-            exact[near] = True
-            scored = score[exact]
-            if len(scored) > k:
-                floor = max(floor, float(np.partition(scored, len(scored) - k)[len(scored) - k]))
-            far = np.flatnonzero(~exact)
-            if not len(far):
-                break
-            bound = self._finish(positions[far], rows[far], known[far], etas.bound())
-            far = far[bound >= floor - SCORE_SLACK]
-            if not len(far):
-                break
-            etas.extend(max(2 * etas.covered, int(reach[far].min())))
-        # Whatever is still inexact lies beyond the prefix, bounded below the floor.
-        keep = exact & (score >= floor - SCORE_SLACK)
+        score = self._exact(etas, positions)
+        if len(score) > k:
+            floor = max(floor, float(np.partition(score, len(score) - k)[len(score) - k]))
+        keep = score >= floor - SCORE_SLACK
         return positions[keep], score[keep]
 
-    def _floor_from_fastest(self, etas: EtaPrefix, member: BoolArray | None, k: int) -> float:
+    def _floor_from_fastest(self, etas: EtaCounts, member: BoolArray | None, k: int) -> float:
         """A lower bound of the k-th best score among `member`, from the miners with the lowest etas.
 
-        Their lower counts are at most the prefix's whole count, which bounds their scores from below.
+        Their lower counts are at most the count of every eligible row among them and of every moved eta,
+        which bounds their scores from below.
         """
-        places = max(etas.size >> 4, 1)
+        places = max(etas.size >> 5, 1)
         while True:
-            etas.extend(places)
             rows = etas.counted_rows(places)
-            positions = rows if self.rows is None else np.searchsorted(self.rows, rows)
+            if self.rows is None:
+                positions = rows
+            else:
+                # Sorted needles let searchsorted resume each search where the last one ended.
+                rows = np.sort(rows)
+                positions = np.searchsorted(self.rows, rows)
             if member is not None:
                 keep = member[positions]
                 positions, rows = positions[keep], rows[keep]
