@@ -437,11 +437,16 @@ def check_large(index: MinerIndex, rng: np.random.Generator) -> None:
             assert explained.miner_explanation.rank == ref.ranked.index(target) + 1
 
 
-@pytest.mark.parametrize(("seed", "coarse"), [(1, True), (2, True), (3, False)])
-def test_large_fleets_agree_with_the_reference_through_churn(seed: int, coarse: bool) -> None:
+@pytest.mark.parametrize(
+    ("seed", "coarse", "contenders"), [(1, True, False), (2, True, True), (3, False, False), (4, False, True)]
+)
+def test_large_fleets_agree_with_the_reference_through_churn(
+    seed: int, coarse: bool, contenders: bool
+) -> None:
     rng = np.random.default_rng(seed)
     fleet = large_fleet(rng, 1500, coarse=coarse)
-    index = MinerIndex()
+    # Contenders: every match ranks only its contenders' etas, as among 65,536 miners or more.
+    index = MinerIndex(contenders_from_rows=0) if contenders else MinerIndex()
     for m in fleet:
         index.upsert(m)
     check_large(index, rng)
@@ -456,6 +461,12 @@ def test_large_fleets_agree_with_the_reference_through_churn(seed: int, coarse: 
                     else 0.5
                 )
                 index.update_status(miner_id, eta_ms=new_eta, queue_len=int(rng.integers(0, 2)))
+        check_large(index, rng)
+    # Registering again without an eta makes a known eta unknown: a few are ranked on the side, hundreds
+    # are merged into the order, at its end.
+    for n_changes in (30, 300):
+        for row in rng.choice(len(fleet), n_changes, replace=False):
+            index.upsert(replace(fleet[int(row)], eta_ms=None))
         check_large(index, rng)
     for row in rng.choice(len(fleet), 200, replace=False):
         index.remove(fleet[int(row)].miner_id)

@@ -27,6 +27,7 @@ class EtaRanks:
         self._order: IntArray = np.empty(0, dtype=np.intp)
         # Each ordered row's eta as of the last refresh; unknown etas are NaN and sort last.
         self._values: FloatArray = np.empty(0, dtype=np.float64)
+        self._known_places = 0
         self._dirty: BoolArray = np.zeros(capacity, dtype=np.bool_)
         self._dirty_rows: IntArray = np.zeros(capacity, dtype=np.intp)
         self._n_dirty = 0
@@ -136,6 +137,7 @@ class EtaRanks:
             self._order,
             (self._dirty, self._below, self._start),
             counted,
+            self._known_places,
             np.sort(dirty_eta[dirty_eta == dirty_eta]),
             eta,
         )
@@ -177,6 +179,7 @@ class EtaRanks:
         self._n_dirty = 0
         self._unplaced.clear()
         self._order, self._values = order, values
+        self._known_places = int(np.count_nonzero(values == values))
         if len(values):
             first = np.empty(len(values), dtype=np.bool_)
             first[0] = True
@@ -206,15 +209,18 @@ class EtaCounts:
         order: IntArray,
         reaches: tuple[BoolArray, IntArray, IntArray],
         counted: ByteArray,
+        known_places: int,
         dirty_etas: FloatArray,
         eta: FloatArray,
     ) -> None:
+        """`known_places`: the places holding known etas, which come first in the order."""
         self._order = order
         self._reaches = reaches
         self._counted = counted
         self._prefix = PlacePrefix(counted)
         self._dirty_etas = dirty_etas
         self._eta = eta
+        self.n_known = int(self._prefix.at(np.array([known_places]))[0]) + len(dirty_etas)
 
     @property
     def size(self) -> int:

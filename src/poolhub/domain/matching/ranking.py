@@ -183,9 +183,18 @@ class RankedColumns(MinerColumns):
         else:
             cap_hits = filtered.cap_hits[:n] if rows is None else filtered.cap_hits.take(rows)
             score += np.multiply(cap_hits, weights.cap / len(filtered.capabilities), dtype=np.float64)
-        eta = pick(self._eta)
-        known = eta == eta  # NaN, an unknown eta, is the only value unequal to itself
-        n_known = int(np.count_nonzero(known if rows is not None else known & eligible))
+        # Among many rows, counting the eligible etas at each place in the eta order, then reading the ranks
+        # of the few contenders for the top k, costs less than ranking every eligible eta; a small subset is
+        # ranked in full, by sorting its etas.
+        etas = None
+        eta = known = None
+        if contenders and (rows is None or len(rows) * 40 > n):
+            etas = self._eta_ranks.counts(self._eta, self._live, eligible, rows)
+            n_known = etas.n_known
+        else:
+            eta = pick(self._eta)
+            known = eta == eta  # NaN, an unknown eta, is the only value unequal to itself
+            n_known = int(np.count_nonzero(known if rows is not None else known & eligible))
         constant += weights.latency * 0.5
         scored = Scored(
             rows=rows,
@@ -198,20 +207,17 @@ class RankedColumns(MinerColumns):
             max_price=max_price,
             cheapest=cheapest,
             dearest=dearest,
+            eta_column=self._eta,
             eta=eta,
-            known=known if n_known else None,
+            known=known,
             n_known=n_known,
             latency_step=-weights.latency / n_known if n_known else 0.0,
             latency_half=weights.latency * 0.5,
             constant=constant,
             penalty=self._penalty if self._penalised else None,
+            etas=etas,
         )
-        # Among many rows, counting the eligible etas at each place in the eta order, then reading the ranks
-        # of the few contenders for the top k, costs less than ranking every eligible eta; a small subset is
-        # ranked in full, by sorting its etas.
-        if n_known and contenders and (rows is None or len(rows) * 40 > n):
-            scored.etas = self._eta_ranks.counts(self._eta, self._live, eligible, rows)
-        else:
+        if etas is None:
             scored.full, scored.lower = self._every_score(scored, score)
         return scored
 
@@ -221,9 +227,8 @@ class RankedColumns(MinerColumns):
         """Every position's score, and lower count if any eta is known, finishing the partial sums `score`."""
         lower = None
         if scored.n_known:
-            lower = self._eta_ranks.lower_counts(
-                self._eta, self._live, scored.eligible, scored.rows, scored.eta
-            )
+            eta, known = scored.picked_etas()
+            lower = self._eta_ranks.lower_counts(self._eta, self._live, scored.eligible, scored.rows, eta)
             # latency = 1 - lower/n_known where the eta is known, 0.5 (folded into the constant) where not.
             part = np.multiply(
                 lower, scored.latency_step, dtype=np.float64, out=self._part_scratch[: len(lower)]
@@ -231,7 +236,7 @@ class RankedColumns(MinerColumns):
             part += scored.latency_half
             # Where the eta is unknown, the part is a zero. Dense, the float column is a free slice and masks
             # faster than booleans; sparse, gathering it costs more than masking with `known`, the same bits.
-            part *= self._eta_known[: len(lower)] if scored.rows is None else scored.known
+            part *= self._eta_known[: len(lower)] if scored.rows is None else known
             score += part
         score += scored.constant
         if scored.penalty is not None:

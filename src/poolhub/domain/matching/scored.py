@@ -43,16 +43,17 @@ class Scored:
     max_price: float | None
     cheapest: float
     dearest: float
-    eta: FloatArray
-    known: BoolArray | None  # None: no eligible miner has a known eta
-    n_known: int
+    eta_column: FloatArray  # per row
+    eta: FloatArray | None  # per position; None until `picked_etas` when scores are computed as asked
+    known: BoolArray | None  # eta == eta, likewise
+    n_known: int  # how many eligible miners have a known eta
     latency_step: float  # the latency part is lower * latency_step + latency_half where the eta is known
     latency_half: float
     constant: float
     penalty: FloatArray | None  # per row; None: no miner is penalised
+    etas: EtaCounts | None  # None: every score is computed up front, into `full`
     full: FloatArray | None = None
     lower: npt.NDArray[np.int32] | IntArray | None = None  # with `full`: every position's lower count
-    etas: EtaCounts | None = None  # without `full`
 
     def rows_of(self, positions: IntArray) -> IntArray:
         return positions if self.rows is None else self.rows[positions]
@@ -77,25 +78,22 @@ class Scored:
 
     def latencies(self, positions: list[int]) -> list[float]:
         """The latency terms of `positions`."""
-        known, n_known = self.known, self.n_known
-        if known is None:
+        n_known = self.n_known
+        if not n_known:
             return [0.5] * len(positions)
-        lower = self.lower
-        if lower is None:
-            assert self.etas is not None, "scores computed as asked come with their eta counts"
-            asked = np.array([pos for pos in positions if known[pos]], dtype=np.intp)
-            counted = dict(zip(asked.tolist(), self.etas.lower(self.rows_of(asked)).tolist(), strict=True))
-            return [1.0 - float(counted[pos]) / n_known if pos in counted else 0.5 for pos in positions]
+        lower, known = self.lower, self.known
+        if lower is None or known is None:
+            return self.scores_and_latencies(positions)[1]
         # A handful of scalar reads cost less than a gather and a list.
         return [1.0 - float(lower[pos]) / n_known if known[pos] else 0.5 for pos in positions]
 
     def scores_and_latencies(self, positions: list[int]) -> tuple[FloatArray, list[float]]:
         """The exact scores and the latency terms of `positions`, counting their etas' ranks once."""
         at = np.array(positions, dtype=np.intp)
-        if self.full is not None or self.known is None:
+        if self.full is not None or not self.n_known:
             return self.scores(at), self.latencies(positions)
         assert self.etas is not None, "scores computed as asked come with their eta counts"
-        known = self.known[at]
+        known = self._known(at)
         rows = self.rows_of(at)
         lower = np.zeros(len(at), dtype=np.intp)
         lower[known] = self.etas.lower(rows[known])
@@ -180,9 +178,20 @@ class Scored:
         return np.flatnonzero(over)
 
     def _known(self, positions: IntArray) -> BoolArray:
-        if self.known is None:
+        if not self.n_known:
             return np.zeros(len(positions), dtype=np.bool_)
-        return self.known[positions]
+        if self.known is not None:
+            return self.known[positions]
+        eta = self.eta_column[self.rows_of(positions)]
+        known: BoolArray = eta == eta
+        return known
+
+    def picked_etas(self) -> tuple[FloatArray, BoolArray]:
+        """Every position's eta and whether it is known."""
+        if self.eta is None or self.known is None:
+            self.eta = self.pick(self.eta_column)
+            self.known = self.eta == self.eta
+        return self.eta, self.known
 
     def _finish(
         self, positions: IntArray, rows: IntArray, known: BoolArray, lower: IntArray | int
