@@ -251,6 +251,16 @@ def test_a_region_no_miner_is_in_rejects_everyone() -> None:
     assert nonzero(match(index, query(region="mars"))) == {"region": 2}
 
 
+def test_regions_and_accels_stay_told_apart_past_a_byte_of_codes() -> None:
+    # 40,000 distinct values outgrow one and then two bytes of code; the first ones keep theirs.
+    index = index_of(*(miner(f"m-{i}", region=f"r-{i}", accel=f"a-{i % 300}") for i in range(40_000)))
+    for region in ("r-0", "r-127", "r-128", "r-32767", "r-39999"):
+        assert ids(match(index, query(top_k=3, region=region))) == [f"m-{region[2:]}"]
+    result = match(index, query(top_k=500, accel=("a-5", "a-299", "a-1000")))
+    assert sorted(ids(result)) == sorted(f"m-{i}" for i in range(40_000) if i % 300 in (5, 299))
+    assert result.rejections["accel"] == 40_000 - len(result.candidates)
+
+
 def test_a_price_above_the_maximum_is_rejected_and_equal_passes() -> None:
     index = index_of(
         miner("cheap", price=Decimal("0.79")),

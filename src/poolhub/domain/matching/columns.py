@@ -9,6 +9,7 @@ import numpy as np
 import numpy.typing as npt
 
 from poolhub.domain.matching.arrays import BoolArray, FloatArray, resized
+from poolhub.domain.matching.coded import CodedColumn
 from poolhub.domain.matching.eta_ranks import EtaRanks
 from poolhub.domain.matching.extremes import PriceExtremes
 from poolhub.domain.matching.tokens import TokenRows
@@ -43,8 +44,6 @@ class MinerColumns:
         self._ids: list[str] = []
         self._records: list[IndexedMiner | None] = []
         self._free: list[int] = []
-        self._accel_codes: dict[str, int] = {}
-        self._region_codes: dict[str, int] = {}
         self._tags = TokenRows()
         self._caps = TokenRows()
         self._eta_ranks = EtaRanks(capacity)
@@ -54,8 +53,8 @@ class MinerColumns:
         self._live = np.zeros(capacity, dtype=np.bool_)
         self._vram = np.zeros(capacity, dtype=np.float64)
         self._ram = np.zeros(capacity, dtype=np.float64)
-        self._accel = np.full(capacity, -1, dtype=np.int32)
-        self._region = np.full(capacity, -1, dtype=np.int32)
+        self._accel = CodedColumn(capacity)
+        self._region = CodedColumn(capacity)
         self._has_slot = np.zeros(capacity, dtype=np.bool_)
         # Free rows keep an expired lease, so the online test alone keeps them out of every match.
         self._lease = np.full(capacity, -np.inf, dtype=np.float64)
@@ -105,8 +104,8 @@ class MinerColumns:
         self._live = resized(self._live, capacity, False)
         self._vram = resized(self._vram, capacity, 0.0)
         self._ram = resized(self._ram, capacity, 0.0)
-        self._accel = resized(self._accel, capacity, -1)
-        self._region = resized(self._region, capacity, -1)
+        self._accel.grow(capacity)
+        self._region.grow(capacity)
         self._has_slot = resized(self._has_slot, capacity, False)
         self._lease = resized(self._lease, capacity, -np.inf)
         self._online = resized(self._online, capacity, False)

@@ -42,11 +42,8 @@ class MinerIndex(RankedColumns):
         self._records[row] = miner
         self._vram[row] = miner.gpu_vram_gb
         self._ram[row] = miner.ram_gb
-        self._accel[row] = self._accel_codes.setdefault(miner.accel, len(self._accel_codes))
-        region = miner.region
-        self._region[row] = (
-            -1 if region is None else self._region_codes.setdefault(region, len(self._region_codes))
-        )
+        self._accel.set(row, miner.accel)
+        self._region.set(row, miner.region)
         self._tags.set_row(row, miner.tags)
         self._caps.set_row(row, miner.capabilities)
         self._set_lease(row, miner.lease_expires_at)

@@ -97,10 +97,7 @@ class RankedColumns(MinerColumns):
         if req.min_ram_gb is not None:
             np.greater_equal(self._ram[:n], req.min_ram_gb, out=check("ram"))
         if req.accel:
-            out = check("accel")
-            out[:] = False
-            for code in {self._accel_codes[a] for a in req.accel if a in self._accel_codes}:
-                out |= self._accel[:n] == code
+            self._accel.among(req.accel, n, check("accel"))
         if req.tags_any:
             np.copyto(check("tags"), self._tags.hits(req.tags_any, n)[0])
         capabilities = tuple(dict.fromkeys(req.capabilities_any or ()))
@@ -111,12 +108,7 @@ class RankedColumns(MinerColumns):
             # With one capability asked for, every eligible miner has all of it.
             cap_hits = counts if len(capabilities) > 1 else None
         if hints.region is not None:
-            out = check("region")
-            region = self._region_codes.get(hints.region)
-            if region is None:
-                out[:] = False
-            else:
-                np.equal(self._region[:n], region, out=out)
+            self._region.among((hints.region,), n, check("region"))
         if hints.max_price is not None:
             np.less_equal(self._price[:n], float(hints.max_price), out=check("price"))
         if hints.deadline_ms is not None:
