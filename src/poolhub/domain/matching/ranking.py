@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from itertools import starmap
 from typing import Final
 
 import numpy as np
@@ -375,23 +376,20 @@ class RankedColumns(MinerColumns):
         return [(pos, exploring[pos]) for pos in final]
 
     def _terms(
-        self, scored: Scored, positions: list[int], latencies: list[float]
-    ) -> list[tuple[ScoreTerms, float]]:
-        """Restate the terms and the penalty of a few positions from the columns the score was built from."""
-        # A handful of scalar reads cost less than a gather and a list per column.
-        trust, load, penalty, price = self._trust, self._load, self._penalty, scored.price
-        out = []
-        for pos, latency in zip(positions, latencies, strict=True):
-            row = pos if scored.rows is None else int(scored.rows[pos])
-            terms = ScoreTerms(
-                scored.cap(pos),
-                scored.price_term(float(price[pos])),
-                latency,
-                float(trust[row]),
-                float(load[row]),
-            )
-            out.append((terms, float(penalty[row])))
-        return out
+        self, scored: Scored, positions: IntArray, latencies: list[float]
+    ) -> tuple[list[ScoreTerms], list[float]]:
+        """Restate the terms and the penalties of a few positions from the columns the score was built from,
+        by the same float operations."""
+        rows = scored.rows_of(positions)
+        columns = zip(
+            scored.cap_terms(positions),
+            scored.price_terms(positions),
+            latencies,
+            self._trust[rows].tolist(),
+            self._load[rows].tolist(),
+            strict=True,
+        )
+        return list(starmap(ScoreTerms, columns)), self._penalty[rows].tolist()
 
     def _candidates(
         self, scored: Scored | None, chosen: list[tuple[int, bool]], capabilities: tuple[str, ...]
@@ -399,17 +397,16 @@ class RankedColumns(MinerColumns):
         if scored is None or not chosen:
             return ()
         listed = [pos for pos, _ in chosen]
+        positions = np.array(listed, dtype=np.intp)
         scores, latencies = scored.scores_and_latencies(listed)
-        columns = zip(
-            scored.rows_of(np.array(listed, dtype=np.intp)).tolist(),
-            round6(scores).tolist(),
-            self._terms(scored, listed, latencies),
-            (exploring for _, exploring in chosen),
-            strict=True,
-        )
+        terms, penalties = self._terms(scored, positions, latencies)
+        records = self._records
         out = []
-        for row, score, (terms, penalty), exploring in columns:
-            miner = self._record(row)
+        for row, score, term, penalty, (_, exploring) in zip(
+            scored.rows_of(positions).tolist(), round6(scores).tolist(), terms, penalties, chosen, strict=True
+        ):
+            miner = records[row]
+            assert miner is not None, "a live row always has its record"
             have = miner.capabilities
             out.append(
                 Candidate(
@@ -419,9 +416,9 @@ class RankedColumns(MinerColumns):
                     score=score,
                     eta_ms=miner.eta_ms,
                     price=miner.price,
-                    matched_capabilities=tuple(c for c in capabilities if c in have),
-                    explain=terms_explain(terms, penalty, exploration=exploring),
-                    terms=terms,
+                    matched_capabilities=tuple([c for c in capabilities if c in have]),
+                    explain=terms_explain(term, penalty, exploration=exploring),
+                    terms=term,
                     sla_penalty=penalty,
                     exploration=exploring,
                 )
@@ -473,7 +470,7 @@ class RankedColumns(MinerColumns):
             status = "not returned: its slot went to exploration"
         else:
             status = f"not returned (top_k={query.top_k})"
-        [(terms, penalty)] = self._terms(scored, [pos], scored.latencies([pos]))
+        [terms], [penalty] = self._terms(scored, np.array([pos], dtype=np.intp), scored.latencies([pos]))
         breakdown = terms_explain(terms, penalty, exploration=exploring.get(pos, False))
         text = (
             f"{miner_id} is eligible: ranked {rank} of {scored.count} with score {float(mine):.6f}, "

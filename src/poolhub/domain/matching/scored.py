@@ -64,17 +64,22 @@ class Scored:
     def pick(self, column: FloatArray) -> FloatArray:
         return column[: len(self.eligible)] if self.rows is None else column.take(self.rows)
 
-    def cap(self, position: int) -> float:
+    def cap_terms(self, positions: IntArray) -> list[float]:
         if self.cap_hits is None:
-            return 1.0
-        return float(self.cap_hits[position]) * (1.0 / self.n_caps)
+            return [1.0] * len(positions)
+        terms: list[float] = (self.cap_hits[positions] * (1.0 / self.n_caps)).tolist()
+        return terms
 
-    def price_term(self, price: float) -> float:
-        if self.max_price is not None:
-            return 1.0 - price / self.max_price if self.max_price > 0 else 1.0
-        if self.dearest > self.cheapest:
-            return (self.dearest - price) / (self.dearest - self.cheapest)
-        return 1.0
+    def price_terms(self, positions: IntArray) -> list[float]:
+        price = self.price[positions]
+        terms: list[float]
+        if self.max_price is not None and self.max_price > 0:
+            terms = (1.0 - price / self.max_price).tolist()
+        elif self.max_price is None and self.dearest > self.cheapest:
+            terms = ((self.dearest - price) / (self.dearest - self.cheapest)).tolist()
+        else:
+            terms = [1.0] * len(positions)
+        return terms
 
     def latencies(self, positions: list[int]) -> list[float]:
         """The latency terms of `positions`."""
