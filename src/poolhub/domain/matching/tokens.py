@@ -9,8 +9,12 @@ import numpy as np
 
 from poolhub.domain.matching.arrays import BoolArray, HitArray, IntArray, resized
 
-# Token sets whose filter results are kept, per kind (tags, capabilities).
-_TOKEN_CACHE_SIZE: Final = 32
+# Token sets whose filter results are kept, per kind (tags, capabilities): as many as fit in the budget (two
+# bytes a row each), within the bounds. Coordinators ask for many model combinations (every pair of a dozen
+# models is 78), and a miss costs a pass per popular token (~60 µs at 100,000 miners).
+_TOKEN_CACHE_BYTES: Final = 16 << 20
+_TOKEN_CACHE_MIN: Final = 32
+_TOKEN_CACHE_MAX: Final = 256
 # A token held by this many rows also keeps a column of flags, set in place as rows gain or lose it: turning
 # its row set into an array after every change would cost a match ~1 ms per 50k rows. Below half of it, the
 # column goes again, so a token hovering at the bound does not flip at each change.
@@ -129,6 +133,8 @@ class TokenRows:
             counts.flags.writeable = False
             cached = (self._version, n, present, counts)
         self._cache[key] = cached
-        if len(self._cache) > _TOKEN_CACHE_SIZE:
+        if len(self._cache) > min(
+            _TOKEN_CACHE_MAX, max(_TOKEN_CACHE_MIN, _TOKEN_CACHE_BYTES // (2 * max(n, 1)))
+        ):
             del self._cache[next(iter(self._cache))]
         return cached[2], cached[3]
