@@ -475,6 +475,33 @@ def test_large_fleets_agree_with_the_reference_through_churn(
     check_large(index, rng)
 
 
+def test_hundreds_of_etas_moved_between_the_same_two_ranks_stay_exact() -> None:
+    # Fewer moved etas than merge the order again (a 64th of 20,000), all between the same two ordered
+    # etas: more than the byte of counts their ranks are summed in could hold.
+    rng = np.random.default_rng(5)
+    fleet = large_fleet(rng, 20_000, coarse=False)
+    index = MinerIndex()
+    for m in fleet:
+        index.upsert(m)
+    # A top long enough to hold miners slower than the moved ones, whose ranks count them all.
+    query = MatchQuery("sparse", None, Requirements(min_vram_gb=16.0), Hints(region="eu"), top_k=3000)
+    index.match(query, NOW, DEFAULT_WEIGHTS, NO_EXPLORATION)
+    eligible = reference(fleet, query, DEFAULT_WEIGHTS).ranked
+    moved = {eligible[int(i)] for i in rng.choice(len(eligible), 300, replace=False)}
+    for miner_id in moved:
+        index.update_status(miner_id, eta_ms=0.5)
+    current = [m for m in (index.get(i) for i in index.miner_ids()) if m is not None]
+    ref = reference(current, query, DEFAULT_WEIGHTS)
+    result = index.match(query, NOW, DEFAULT_WEIGHTS, NO_EXPLORATION)
+    assert [c.miner_id for c in result.candidates] == ref.ranked[: query.top_k]
+    for c in result.candidates:
+        assert c.score == pytest.approx(round(ref.score[c.miner_id], 6), abs=1e-9)
+    slow = next(m for m in ref.ranked[::-1] if m in moved)
+    explained = index.match(replace(query, explain_miner=slow), NOW, DEFAULT_WEIGHTS, NO_EXPLORATION)
+    assert explained.miner_explanation is not None
+    assert explained.miner_explanation.rank == ref.ranked.index(slow) + 1
+
+
 def test_capabilities_held_by_thousands_stay_exact_as_miners_gain_and_lose_them() -> None:
     # Enough holders of one capability to cross the bound where the index keeps it as a column of flags,
     # then shed and regain holders across it, checking the counts and cap terms each time.

@@ -31,6 +31,8 @@ class EtaRanks:
         self._dirty: BoolArray = np.zeros(capacity, dtype=np.bool_)
         self._dirty_rows: IntArray = np.zeros(capacity, dtype=np.intp)
         self._n_dirty = 0
+        # An upper bound of the dirty etas counted in any one word of byte counts (see `_settle`).
+        self._crowd_bound = 0
         # Dirty rows whose current eta is still to be placed among `_values`: done in one batch per match.
         self._unplaced: list[int] = []
         # Per row: its place in the order (-1 when it has none), and the first place holding its eta, which is
@@ -150,16 +152,20 @@ class EtaRanks:
             self._unplaced.clear()
             self._above[unplaced] = np.searchsorted(self._values, eta[unplaced], side="right")
             self._below[unplaced] = np.searchsorted(self._values, eta[unplaced], side="left")
-        if self._n_dirty > _DIRTY_PER_WORD and self._crowded(eta):
-            self._refresh(eta, live)
+            # Each placement adds at most one dirty eta to a word; count exactly only when that could matter.
+            self._crowd_bound += len(unplaced)
+            if self._crowd_bound > _DIRTY_PER_WORD:
+                self._crowd_bound = self._most_in_one_word(eta)
+                if self._crowd_bound > _DIRTY_PER_WORD:
+                    self._refresh(eta, live)
 
-    def _crowded(self, eta: FloatArray) -> bool:
-        """Whether so many dirty etas fall among eight places that a word of byte counts could overflow."""
+    def _most_in_one_word(self, eta: FloatArray) -> int:
+        """The most dirty etas counted among the eight places of one word of byte counts."""
         dirty = self._dirty_rows[: self._n_dirty]
         dirty_eta = eta[dirty]
         above = self._above[dirty[dirty_eta == dirty_eta]]
         slots = above[above > 0] - 1
-        return len(slots) > 0 and int(np.bincount(slots >> 3).max()) > _DIRTY_PER_WORD
+        return int(np.bincount(slots >> 3).max()) if len(slots) else 0
 
     def _refresh(self, eta: FloatArray, live: BoolArray) -> None:
         dirty = self._dirty_rows[: self._n_dirty]
@@ -177,6 +183,7 @@ class EtaRanks:
         self._start[gone] = 0
         self._dirty[dirty] = False
         self._n_dirty = 0
+        self._crowd_bound = 0
         self._unplaced.clear()
         self._order, self._values = order, values
         self._known_places = int(np.count_nonzero(values == values))
