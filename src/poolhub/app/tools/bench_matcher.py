@@ -187,6 +187,7 @@ def bench_matcher(args: argparse.Namespace) -> None:
         " every constraint at random, top_k 1-10; http = shaped like `poolhub bench match`'s requests."
         " One pass: the median time of counting the online miners (one comparison over every row), timed"
         " between the matches as this run's baseline; p99 in passes = p99 / one pass, comparable across"
-        " machine states."
+        " machine states. Three heartbeats land between matches (untimed); the index's objects are frozen out"
+        " of the garbage collector's reach, as the server freezes them (app/runtime/heap.py)."
     )
     append_report("poolhub bench matcher", lines)
