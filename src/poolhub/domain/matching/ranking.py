@@ -347,22 +347,16 @@ class RankedColumns(MinerColumns):
         plain = [(pos, False) for pos in greedy]
         if n_explore <= 0 or len(greedy) >= scored.count:
             return plain
-        # Most tops already hold enough little-known miners, which a few scalar reads tell.
-        samples, cap_hits = self._samples, scored.cap_hits
-        cap_floor = policy.min_cap * scored.n_caps - 1e-9
-        greedy_little = [
-            bool(samples[row] < policy.max_samples) and (cap_hits is None or bool(cap_hits[pos] >= cap_floor))
-            for pos, row in zip(greedy, scored.rows_of(np.array(greedy, dtype=np.intp)).tolist(), strict=True)
-        ]
+        # Most tops already hold enough little-known miners, which reading theirs tells.
+        at = np.array(greedy, dtype=np.intp)
+        greedy_little = self._little_known(scored, policy, at).tolist()
         in_top = sum(greedy_little)
         if in_top >= n_explore:
             return plain
-        little = scored.pick(samples) < policy.max_samples
-        if cap_hits is not None:
-            little &= cap_hits >= cap_floor
+        little = self._little_known(scored, policy, None)
         if scored.rows is None:
             little &= scored.eligible
-        little[greedy] = False
+        little[at] = False
         newcomers = self._top(scored, little, n_explore - in_top)
         if not newcomers:
             return plain
@@ -374,6 +368,21 @@ class RankedColumns(MinerColumns):
         final = self._rank(scored, listed, scored.scores(listed), len(merged))
         exploring = dict(merged)
         return [(pos, exploring[pos]) for pos in final]
+
+    def _little_known(
+        self, scored: Scored, policy: ExplorationPolicy, positions: IntArray | None
+    ) -> BoolArray:
+        """Per position (None: every one), whether its miner has too little evidence and enough of the asked
+        capabilities to be explored."""
+        if positions is None:
+            little = scored.pick(self._samples) < policy.max_samples
+            hits = scored.cap_hits
+        else:
+            little = self._samples[scored.rows_of(positions)] < policy.max_samples
+            hits = None if scored.cap_hits is None else scored.cap_hits[positions]
+        if hits is not None:
+            little &= hits >= policy.min_cap * scored.n_caps - 1e-9
+        return little
 
     def _terms(
         self, scored: Scored, positions: IntArray, latencies: list[float]
@@ -400,13 +409,11 @@ class RankedColumns(MinerColumns):
         positions = np.array(listed, dtype=np.intp)
         scores, latencies = scored.scores_and_latencies(listed)
         terms, penalties = self._terms(scored, positions, latencies)
-        records = self._records
         out = []
         for row, score, term, penalty, (_, exploring) in zip(
             scored.rows_of(positions).tolist(), round6(scores).tolist(), terms, penalties, chosen, strict=True
         ):
-            miner = records[row]
-            assert miner is not None, "a live row always has its record"
+            miner = self._record(row)
             have = miner.capabilities
             out.append(
                 Candidate(

@@ -98,10 +98,7 @@ class Scored:
         if self.full is not None or not self.n_known:
             return self.scores(at), self.latencies(positions)
         assert self.etas is not None, "scores computed as asked come with their eta counts"
-        known = self._known(at)
-        rows = self.rows_of(at)
-        lower = np.zeros(len(at), dtype=np.intp)
-        lower[known] = self.etas.lower(rows[known])
+        rows, known, lower = self._lower_counts(self.etas, at)
         n_known = self.n_known
         latencies = [
             1.0 - float(count) / n_known if is_known else 0.5
@@ -117,11 +114,15 @@ class Scored:
         return self._exact(self.etas, positions)
 
     def _exact(self, etas: EtaCounts, positions: IntArray) -> FloatArray:
+        return self._finish(positions, *self._lower_counts(etas, positions))
+
+    def _lower_counts(self, etas: EtaCounts, positions: IntArray) -> tuple[IntArray, BoolArray, IntArray]:
+        """The rows of `positions`, whether their etas are known, and their lower counts (0 where not)."""
         known = self._known(positions)
         rows = self.rows_of(positions)
         lower = np.zeros(len(positions), dtype=np.intp)
         lower[known] = etas.lower(rows[known])
-        return self._finish(positions, rows, known, lower)
+        return rows, known, lower
 
     def contenders(self, member: BoolArray | None, k: int) -> tuple[IntArray, FloatArray]:
         """Positions flagged in `member` (None: all eligible) that could hold one of the best k among them,
