@@ -88,9 +88,18 @@ class Scored:
             return [0.5] * len(positions)
         lower, known = self.lower, self.known
         if lower is None or known is None:
-            return self.scores_and_latencies(positions)[1]
+            assert self.etas is not None, "scores computed as asked come with their eta counts"
+            _, known_at, counts = self._lower_counts(self.etas, np.array(positions, dtype=np.intp))
+            return self._latency_terms(known_at, counts)
         # A handful of scalar reads cost less than a gather and a list.
         return [1.0 - float(lower[pos]) / n_known if known[pos] else 0.5 for pos in positions]
+
+    def _latency_terms(self, known: BoolArray, lower: IntArray) -> list[float]:
+        n_known = self.n_known
+        return [
+            1.0 - float(count) / n_known if is_known else 0.5
+            for is_known, count in zip(known.tolist(), lower.tolist(), strict=True)
+        ]
 
     def scores_and_latencies(self, positions: list[int]) -> tuple[FloatArray, list[float]]:
         """The exact scores and the latency terms of `positions`, counting their etas' ranks once."""
@@ -99,12 +108,7 @@ class Scored:
             return self.scores(at), self.latencies(positions)
         assert self.etas is not None, "scores computed as asked come with their eta counts"
         rows, known, lower = self._lower_counts(self.etas, at)
-        n_known = self.n_known
-        latencies = [
-            1.0 - float(count) / n_known if is_known else 0.5
-            for is_known, count in zip(known.tolist(), lower.tolist(), strict=True)
-        ]
-        return self._finish(at, rows, known, lower), latencies
+        return self._finish(at, rows, known, lower), self._latency_terms(known, lower)
 
     def scores(self, positions: IntArray) -> FloatArray:
         """The exact scores of `positions`."""
